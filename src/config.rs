@@ -1,0 +1,231 @@
+//! Typed configuration from the environment (and `.env`, loaded by `main`), validated once.
+//! A bad value stops start-up with an error naming the variable. Every variable, with its
+//! default, is listed in the README's configuration table and in `.env`.
+
+use std::env;
+use std::str::FromStr;
+use std::time::Duration;
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name} is not set (example: {example})")]
+    Missing {
+        name: &'static str,
+        example: &'static str,
+    },
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Everything the service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    /// Connections in the read pool (cache misses, listings, warm-up, health).
+    pub db_pool_size: u32,
+    pub kafka: KafkaConfig,
+    pub ingest: IngestConfig,
+    pub http_addr: String,
+    pub cache_max_bytes: u64,
+    /// Longest the ordered stop may take before the process exits anyway.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    /// `None` turns the DLQ topic off (dead letters still go to the table).
+    pub dlq_topic: Option<String>,
+    pub session_timeout_ms: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub max_payload_bytes: usize,
+    /// Messages handed to writers and not yet acknowledged: the back-pressure bound.
+    pub max_in_flight: usize,
+    pub writers: usize,
+    /// Most orders one writer puts in one transaction.
+    pub batch_max: usize,
+    pub retry_max_backoff: Duration,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| env::var(name).ok())
+    }
+
+    /// Reads from any lookup, so tests need not touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&get);
+        let database_url = vars.required(
+            "DATABASE_URL",
+            "postgres://orders_app:orders_app@127.0.0.1:54329/orders",
+        )?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_URL",
+                value: database_url,
+                reason: "must start with postgres:// or postgresql://".into(),
+            });
+        }
+        let dlq = vars.text("KAFKA_DLQ_TOPIC", "orders.dlq");
+        let config = Config {
+            database_url,
+            db_pool_size: vars.number("DB_POOL_SIZE", 8, 1..=256)?,
+            kafka: KafkaConfig {
+                brokers: vars.non_empty("KAFKA_BROKERS", "127.0.0.1:19092")?,
+                topic: vars.non_empty("KAFKA_TOPIC", "orders")?,
+                group_id: vars.non_empty("KAFKA_GROUP_ID", "orders-service")?,
+                dlq_topic: (!dlq.trim().is_empty()).then(|| dlq.trim().to_string()),
+                session_timeout_ms: vars.number("KAFKA_SESSION_TIMEOUT_MS", 10_000, 6_000..=300_000)?,
+            },
+            ingest: IngestConfig {
+                max_payload_bytes: vars.number("MAX_PAYLOAD_BYTES", 64 * 1024, 1024..=16 << 20)?,
+                max_in_flight: vars.number("MAX_IN_FLIGHT", 20_000, 1..=1_000_000)?,
+                writers: vars.number("WRITERS", 2, 1..=64)?,
+                batch_max: vars.number("WRITER_BATCH_MAX", 1_000, 1..=10_000)?,
+                retry_max_backoff: Duration::from_millis(vars.number(
+                    "DB_RETRY_MAX_BACKOFF_MS",
+                    2_000,
+                    10..=600_000,
+                )?),
+            },
+            http_addr: vars.non_empty("HTTP_ADDR", "0.0.0.0:8081")?,
+            cache_max_bytes: vars.number("CACHE_MAX_BYTES", 512 << 20, 0..=u64::MAX)?,
+            shutdown_timeout: Duration::from_millis(vars.number(
+                "SHUTDOWN_TIMEOUT_MS",
+                15_000,
+                100..=600_000,
+            )?),
+        };
+        if config.http_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                name: "HTTP_ADDR",
+                value: config.http_addr,
+                reason: "must be host:port with a numeric IP, e.g. 0.0.0.0:8081".into(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    fn required(&self, name: &'static str, example: &'static str) -> Result<String, ConfigError> {
+        match self.raw(name) {
+            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+            _ => Err(ConfigError::Missing { name, example }),
+        }
+    }
+
+    fn text(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or_else(|| default.to_string())
+    }
+
+    fn non_empty(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.text(name, default);
+        if value.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                name,
+                value,
+                reason: "must not be empty".into(),
+            });
+        }
+        Ok(value.trim().to_string())
+    }
+
+    fn number<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(value) = self.raw(name).filter(|v| !v.trim().is_empty()) else {
+            return Ok(default);
+        };
+        let parsed: T = value.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            value: value.clone(),
+            reason: "must be a whole number".into(),
+        })?;
+        if !range.contains(&parsed) {
+            return Err(ConfigError::Invalid {
+                name,
+                value,
+                reason: format!("must be between {} and {}", range.start(), range.end()),
+            });
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:p@localhost/db");
+
+    #[test]
+    fn uses_documented_defaults() {
+        let c = load(&[DB]).expect("valid");
+        assert_eq!(c.kafka.topic, "orders");
+        assert_eq!(c.kafka.group_id, "orders-service");
+        assert_eq!(c.kafka.dlq_topic.as_deref(), Some("orders.dlq"));
+        assert_eq!(c.http_addr, "0.0.0.0:8081");
+        assert_eq!(c.ingest.max_payload_bytes, 65536);
+    }
+
+    #[test]
+    fn requires_database_url() {
+        let err = load(&[]).expect_err("missing");
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_dlq_topic_turns_the_dlq_off() {
+        let c = load(&[DB, ("KAFKA_DLQ_TOPIC", "")]).expect("valid");
+        assert_eq!(c.kafka.dlq_topic, None);
+    }
+
+    #[test]
+    fn a_bad_number_names_its_variable() {
+        let err = load(&[DB, ("CACHE_MAX_BYTES", "lots")]).expect_err("invalid");
+        assert!(err.to_string().starts_with("CACHE_MAX_BYTES="), "{err}");
+        let err = load(&[DB, ("WRITERS", "0")]).expect_err("out of range");
+        assert!(err.to_string().contains("WRITERS"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_listen_address_names_http_addr() {
+        let err = load(&[DB, ("HTTP_ADDR", "localhost")]).expect_err("invalid");
+        assert!(err.to_string().contains("HTTP_ADDR"), "{err}");
+    }
+}

@@ -1,0 +1,151 @@
+//! Row types for the order tables and the conversion between rows and [`Order`].
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::{dead_letters, deliveries, items, orders, payments};
+use crate::domain::{Delivery, Item, Order, Payment};
+
+/// The `orders` columns needed to rebuild an order.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
+pub struct OrderRow {
+    pub id: i64,
+    pub order_uid: String,
+    pub track_number: String,
+    pub entry: String,
+    pub locale: String,
+    pub internal_signature: String,
+    pub customer_id: String,
+    pub delivery_service: String,
+    pub shardkey: String,
+    pub sm_id: i64,
+    pub date_created_raw: String,
+    pub oof_shard: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = deliveries, check_for_backend(diesel::pg::Pg))]
+pub struct DeliveryRow {
+    pub name: String,
+    pub phone: String,
+    pub zip: String,
+    pub city: String,
+    pub address: String,
+    pub region: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = payments, check_for_backend(diesel::pg::Pg))]
+pub struct PaymentRow {
+    pub transaction: String,
+    pub request_id: String,
+    pub currency: String,
+    pub provider: String,
+    pub amount: i64,
+    pub payment_dt: i64,
+    pub bank: String,
+    pub delivery_cost: i64,
+    pub goods_total: i64,
+    pub custom_fee: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = items, check_for_backend(diesel::pg::Pg))]
+pub struct ItemRow {
+    pub order_id: i64,
+    pub chrt_id: i64,
+    pub track_number: String,
+    pub price: i64,
+    pub rid: String,
+    pub name: String,
+    pub sale: i32,
+    pub size: String,
+    pub total_price: i64,
+    pub nm_id: i64,
+    pub brand: String,
+    pub status: i64,
+}
+
+/// One line of the recent-orders list.
+#[derive(Debug, Clone, Queryable, serde::Serialize)]
+pub struct OrderSummary {
+    pub order_uid: String,
+    pub date_created: String,
+    pub customer_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub items: i64,
+}
+
+/// A stored rejection, as `/dead-letters` shows it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = dead_letters, check_for_backend(diesel::pg::Pg))]
+pub struct DeadLetterRow {
+    pub id: i64,
+    pub topic: String,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub message_key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub reason: String,
+    pub field: Option<String>,
+    pub detail: String,
+    pub order_uid: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Rebuilds the order exactly as it was produced (field for field).
+pub fn assemble(o: OrderRow, d: DeliveryRow, p: PaymentRow, item_rows: Vec<ItemRow>) -> Order {
+    Order {
+        order_uid: o.order_uid,
+        track_number: o.track_number,
+        entry: o.entry,
+        delivery: Delivery {
+            name: d.name,
+            phone: d.phone,
+            zip: d.zip,
+            city: d.city,
+            address: d.address,
+            region: d.region,
+            email: d.email,
+        },
+        payment: Payment {
+            transaction: p.transaction,
+            request_id: p.request_id,
+            currency: p.currency,
+            provider: p.provider,
+            amount: p.amount,
+            payment_dt: p.payment_dt,
+            bank: p.bank,
+            delivery_cost: p.delivery_cost,
+            goods_total: p.goods_total,
+            custom_fee: p.custom_fee,
+        },
+        items: item_rows
+            .into_iter()
+            .map(|i| Item {
+                chrt_id: i.chrt_id,
+                track_number: i.track_number,
+                price: i.price,
+                rid: i.rid,
+                name: i.name,
+                sale: i64::from(i.sale),
+                size: i.size,
+                total_price: i.total_price,
+                nm_id: i.nm_id,
+                brand: i.brand,
+                status: i.status,
+            })
+            .collect(),
+        locale: o.locale,
+        internal_signature: o.internal_signature,
+        customer_id: o.customer_id,
+        delivery_service: o.delivery_service,
+        shardkey: o.shardkey,
+        sm_id: o.sm_id,
+        date_created: o.date_created_raw,
+        oof_shard: o.oof_shard,
+    }
+}

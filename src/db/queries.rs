@@ -1,0 +1,426 @@
+//! The queries the service makes. Writes use `unnest` over one array per column, so a batch
+//! of any size is one statement per table with a fixed number of bind parameters.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Bytea, Int4, Int8, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use super::models::{
+    DeadLetterRow, DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow, assemble,
+};
+use super::schema::{dead_letters, deliveries, items, orders, payments};
+use crate::domain::{Order, Rejection};
+use crate::ingest::{Incoming, Outcome, decide, insert_candidates};
+
+#[derive(QueryableByName)]
+struct InsertedOrder {
+    #[diesel(sql_type = Int8)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    order_uid: String,
+}
+
+/// Writes a batch in one transaction: new orders with all their rows, and a dead letter for
+/// every rejected or conflicting message. Returns each message's outcome, in batch order.
+/// On error nothing of the batch is written.
+pub async fn write_batch(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    batch: &[Incoming],
+) -> QueryResult<Vec<Outcome>> {
+    conn.transaction(async |c| write_batch_in_transaction(c, topic, batch).await)
+        .await
+}
+
+async fn write_batch_in_transaction(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    batch: &[Incoming],
+) -> QueryResult<Vec<Outcome>> {
+    let candidates = insert_candidates(batch);
+    let valid = |i: usize| match &batch[i].verdict {
+        Ok(v) => Some(v),
+        Err(_) => None,
+    };
+    let chosen: Vec<(usize, &crate::domain::ValidOrder)> = candidates
+        .iter()
+        .filter_map(|&i| valid(i).map(|v| (i, v)))
+        .collect();
+
+    let inserted_rows = insert_orders(conn, batch, &chosen).await?;
+    let ids: HashMap<String, i64> = inserted_rows
+        .into_iter()
+        .map(|r| (r.order_uid, r.id))
+        .collect();
+
+    let new_orders: Vec<(i64, &Order)> = chosen
+        .iter()
+        .filter_map(|(_, v)| ids.get(&v.order.order_uid).map(|id| (*id, &v.order)))
+        .collect();
+    insert_children(conn, &new_orders).await?;
+
+    let missing: Vec<&str> = chosen
+        .iter()
+        .map(|(_, v)| v.order.order_uid.as_str())
+        .filter(|uid| !ids.contains_key(*uid))
+        .collect();
+    let existing: HashMap<String, Vec<u8>> = if missing.is_empty() {
+        HashMap::new()
+    } else {
+        orders::table
+            .filter(orders::order_uid.eq_any(&missing))
+            .select((orders::order_uid, orders::content_hash))
+            .load::<(String, Vec<u8>)>(conn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+
+    let inserted: HashSet<String> = ids.into_keys().collect();
+    let outcomes = decide(batch, &inserted, &existing);
+    let letters: Vec<(&Incoming, &Rejection)> = batch
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(incoming, outcome)| match outcome {
+            Outcome::DeadLettered(r) => Some((incoming, r)),
+            _ => None,
+        })
+        .collect();
+    insert_dead_letters(conn, topic, &letters).await?;
+    Ok(outcomes)
+}
+
+async fn insert_orders(
+    conn: &mut AsyncPgConnection,
+    batch: &[Incoming],
+    chosen: &[(usize, &crate::domain::ValidOrder)],
+) -> QueryResult<Vec<InsertedOrder>> {
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let col = |f: fn(&Order) -> &String| -> Vec<&String> {
+        chosen.iter().map(|(_, v)| f(&v.order)).collect()
+    };
+    let created: Vec<DateTime<Utc>> = chosen
+        .iter()
+        .map(|(_, v)| {
+            DateTime::parse_from_rfc3339(&v.order.date_created)
+                .map(|d| d.with_timezone(&Utc))
+                .map_err(|e| {
+                    diesel::result::Error::SerializationError(
+                        format!("order {}: date_created: {e}", v.order.order_uid).into(),
+                    )
+                })
+        })
+        .collect::<QueryResult<_>>()?;
+    diesel::sql_query(
+        "INSERT INTO orders (order_uid, track_number, entry, locale, internal_signature, \
+         customer_id, delivery_service, shardkey, sm_id, date_created, date_created_raw, \
+         oof_shard, content_hash, kafka_partition, kafka_offset) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::int8[], $10::timestamptz[], $11::text[], \
+         $12::text[], $13::bytea[], $14::int4[], $15::int8[]) \
+         ON CONFLICT (order_uid) DO NOTHING RETURNING id, order_uid",
+    )
+    .bind::<Array<Text>, _>(col(|o| &o.order_uid))
+    .bind::<Array<Text>, _>(col(|o| &o.track_number))
+    .bind::<Array<Text>, _>(col(|o| &o.entry))
+    .bind::<Array<Text>, _>(col(|o| &o.locale))
+    .bind::<Array<Text>, _>(col(|o| &o.internal_signature))
+    .bind::<Array<Text>, _>(col(|o| &o.customer_id))
+    .bind::<Array<Text>, _>(col(|o| &o.delivery_service))
+    .bind::<Array<Text>, _>(col(|o| &o.shardkey))
+    .bind::<Array<Int8>, _>(chosen.iter().map(|(_, v)| v.order.sm_id).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(created)
+    .bind::<Array<Text>, _>(col(|o| &o.date_created))
+    .bind::<Array<Text>, _>(col(|o| &o.oof_shard))
+    .bind::<Array<Bytea>, _>(
+        chosen
+            .iter()
+            .map(|(_, v)| v.content_hash.to_vec())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Int4>, _>(
+        chosen
+            .iter()
+            .map(|(i, _)| batch[*i].position.partition)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Int8>, _>(
+        chosen
+            .iter()
+            .map(|(i, _)| batch[*i].position.offset)
+            .collect::<Vec<_>>(),
+    )
+    .load::<InsertedOrder>(conn)
+    .await
+}
+
+async fn insert_children(conn: &mut AsyncPgConnection, new: &[(i64, &Order)]) -> QueryResult<()> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = new.iter().map(|(id, _)| *id).collect();
+    let d = |f: fn(&Order) -> &String| -> Vec<&String> { new.iter().map(|(_, o)| f(o)).collect() };
+    diesel::sql_query(
+        "INSERT INTO deliveries (order_id, name, phone, zip, city, address, region, email) \
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[])",
+    )
+    .bind::<Array<Int8>, _>(&ids)
+    .bind::<Array<Text>, _>(d(|o| &o.delivery.name))
+    .bind::<Array<Text>, _>(d(|o| &o.delivery.phone))
+    .bind::<Array<Text>, _>(d(|o| &o.delivery.zip))
+    .bind::<Array<Text>, _>(d(|o| &o.delivery.city))
+    .bind::<Array<Text>, _>(d(|o| &o.delivery.address))
+    .bind::<Array<Text>, _>(d(|o| &o.delivery.region))
+    .bind::<Array<Text>, _>(d(|o| &o.delivery.email))
+    .execute(conn)
+    .await?;
+
+    let n = |f: fn(&Order) -> i64| -> Vec<i64> { new.iter().map(|(_, o)| f(o)).collect() };
+    diesel::sql_query(
+        "INSERT INTO payments (order_id, transaction, request_id, currency, provider, amount, \
+         payment_dt, bank, delivery_cost, goods_total, custom_fee) \
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::int8[], $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[])",
+    )
+    .bind::<Array<Int8>, _>(&ids)
+    .bind::<Array<Text>, _>(d(|o| &o.payment.transaction))
+    .bind::<Array<Text>, _>(d(|o| &o.payment.request_id))
+    .bind::<Array<Text>, _>(d(|o| &o.payment.currency))
+    .bind::<Array<Text>, _>(d(|o| &o.payment.provider))
+    .bind::<Array<Int8>, _>(n(|o| o.payment.amount))
+    .bind::<Array<Int8>, _>(n(|o| o.payment.payment_dt))
+    .bind::<Array<Text>, _>(d(|o| &o.payment.bank))
+    .bind::<Array<Int8>, _>(n(|o| o.payment.delivery_cost))
+    .bind::<Array<Int8>, _>(n(|o| o.payment.goods_total))
+    .bind::<Array<Int8>, _>(n(|o| o.payment.custom_fee))
+    .execute(conn)
+    .await?;
+
+    let lines: Vec<(i64, i32, &crate::domain::Item)> = new
+        .iter()
+        .flat_map(|(id, o)| {
+            o.items
+                .iter()
+                .zip(0i32..)
+                .map(move |(item, position)| (*id, position, item))
+        })
+        .collect();
+    let s = |f: fn(&crate::domain::Item) -> &String| -> Vec<&String> {
+        lines.iter().map(|(_, _, i)| f(i)).collect()
+    };
+    let i = |f: fn(&crate::domain::Item) -> i64| -> Vec<i64> {
+        lines.iter().map(|(_, _, i)| f(i)).collect()
+    };
+    let sales = lines
+        .iter()
+        .map(|(_, _, item)| {
+            i32::try_from(item.sale).map_err(|_| {
+                diesel::result::Error::SerializationError(
+                    format!("item sale {} does not fit an integer", item.sale).into(),
+                )
+            })
+        })
+        .collect::<QueryResult<Vec<i32>>>()?;
+    diesel::sql_query(
+        "INSERT INTO items (order_id, position, chrt_id, track_number, price, rid, name, sale, \
+         size, total_price, nm_id, brand, status) \
+         SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::text[], $5::int8[], \
+         $6::text[], $7::text[], $8::int4[], $9::text[], $10::int8[], $11::int8[], \
+         $12::text[], $13::int8[])",
+    )
+    .bind::<Array<Int8>, _>(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(lines.iter().map(|(_, p, _)| *p).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(i(|x| x.chrt_id))
+    .bind::<Array<Text>, _>(s(|x| &x.track_number))
+    .bind::<Array<Int8>, _>(i(|x| x.price))
+    .bind::<Array<Text>, _>(s(|x| &x.rid))
+    .bind::<Array<Text>, _>(s(|x| &x.name))
+    .bind::<Array<Int4>, _>(sales)
+    .bind::<Array<Text>, _>(s(|x| &x.size))
+    .bind::<Array<Int8>, _>(i(|x| x.total_price))
+    .bind::<Array<Int8>, _>(i(|x| x.nm_id))
+    .bind::<Array<Text>, _>(s(|x| &x.brand))
+    .bind::<Array<Int8>, _>(i(|x| x.status))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts dead letters; one already stored for the same Kafka position is left alone.
+pub async fn insert_dead_letters(
+    conn: &mut AsyncPgConnection,
+    topic: &str,
+    letters: &[(&Incoming, &Rejection)],
+) -> QueryResult<usize> {
+    if letters.is_empty() {
+        return Ok(0);
+    }
+    diesel::sql_query(
+        "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, message_key, payload, \
+         reason, field, detail, order_uid) \
+         SELECT $1, * FROM unnest($2::int4[], $3::int8[], $4::bytea[], $5::bytea[], \
+         $6::text[], $7::text[], $8::text[], $9::text[]) \
+         ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING",
+    )
+    .bind::<Text, _>(topic)
+    .bind::<Array<Int4>, _>(
+        letters
+            .iter()
+            .map(|(m, _)| m.position.partition)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Int8>, _>(
+        letters
+            .iter()
+            .map(|(m, _)| m.position.offset)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Bytea>>, _>(letters.iter().map(|(m, _)| m.key.clone()).collect::<Vec<_>>())
+    .bind::<Array<Bytea>, _>(letters.iter().map(|(m, _)| m.payload.as_slice()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        letters
+            .iter()
+            .map(|(_, r)| r.reason.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Text>>, _>(letters.iter().map(|(_, r)| r.field.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(letters.iter().map(|(_, r)| r.detail.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        letters
+            .iter()
+            .map(|(m, _)| m.order_uid().map(str::to_string).or_else(|| uid_from_key(m)))
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await
+}
+
+/// The message key as text, when it is a plausible order id: lets an operator find the dead
+/// letters of an order even when its payload could not be parsed.
+fn uid_from_key(m: &Incoming) -> Option<String> {
+    let key = std::str::from_utf8(m.key.as_deref()?).ok()?;
+    crate::domain::rules::is_valid_order_uid(key).then(|| key.to_string())
+}
+
+/// Loads one order by uid, rebuilt exactly as it was produced.
+pub async fn find_order(conn: &mut AsyncPgConnection, uid: &str) -> QueryResult<Option<Order>> {
+    let head = orders::table
+        .inner_join(deliveries::table)
+        .inner_join(payments::table)
+        .filter(orders::order_uid.eq(uid))
+        .select((
+            OrderRow::as_select(),
+            DeliveryRow::as_select(),
+            PaymentRow::as_select(),
+        ))
+        .first::<(OrderRow, DeliveryRow, PaymentRow)>(conn)
+        .await
+        .optional()?;
+    let Some((o, d, p)) = head else {
+        return Ok(None);
+    };
+    let lines = items::table
+        .filter(items::order_id.eq(o.id))
+        .order(items::position.asc())
+        .select(ItemRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(Some(assemble(o, d, p, lines)))
+}
+
+/// One page of orders, newest stored first, strictly older than `before` (an `orders.id`).
+/// Returns the orders and the cursor for the next page.
+pub async fn newest_orders_page(
+    conn: &mut AsyncPgConnection,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<(Vec<Order>, Option<i64>)> {
+    let mut query = orders::table
+        .inner_join(deliveries::table)
+        .inner_join(payments::table)
+        .select((
+            OrderRow::as_select(),
+            DeliveryRow::as_select(),
+            PaymentRow::as_select(),
+        ))
+        .order(orders::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(orders::id.lt(before));
+    }
+    let heads: Vec<(OrderRow, DeliveryRow, PaymentRow)> = query.load(conn).await?;
+    let ids: Vec<i64> = heads.iter().map(|(o, _, _)| o.id).collect();
+    let cursor = ids.last().copied();
+    let mut lines: HashMap<i64, Vec<ItemRow>> = HashMap::with_capacity(ids.len());
+    for row in items::table
+        .filter(items::order_id.eq_any(&ids))
+        .order((items::order_id.asc(), items::position.asc()))
+        .select(ItemRow::as_select())
+        .load::<ItemRow>(conn)
+        .await?
+    {
+        lines.entry(row.order_id).or_default().push(row);
+    }
+    let orders = heads
+        .into_iter()
+        .map(|(o, d, p)| {
+            let item_rows = lines.remove(&o.id).unwrap_or_default();
+            assemble(o, d, p, item_rows)
+        })
+        .collect();
+    Ok((orders, cursor))
+}
+
+/// The newest stored orders, summarised for the page's recent list.
+pub async fn recent_summaries(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Vec<OrderSummary>> {
+    let item_count = diesel::dsl::sql::<Int8>(
+        "(SELECT count(*) FROM items WHERE items.order_id = orders.id)",
+    );
+    orders::table
+        .inner_join(payments::table)
+        .order(orders::id.desc())
+        .limit(limit)
+        .select((
+            orders::order_uid,
+            orders::date_created_raw,
+            orders::customer_id,
+            payments::amount,
+            payments::currency,
+            item_count,
+        ))
+        .load(conn)
+        .await
+}
+
+/// The newest dead letters.
+pub async fn recent_dead_letters(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Vec<DeadLetterRow>> {
+    dead_letters::table
+        .order(dead_letters::id.desc())
+        .limit(limit)
+        .select(DeadLetterRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Number of stored orders (for `/stats`).
+pub async fn count_orders(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    orders::table.count().get_result(conn).await
+}
+
+/// A cheap round trip proving the database answers.
+pub async fn ping(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    diesel::sql_query("SELECT 1").execute(conn).await.map(|_| ())
+}
