@@ -1,0 +1,496 @@
+// Browser test of the orders web page (static/), run in a real headless Chromium.
+//
+//   cd tests/browser && npm ci && BASE_URL=http://127.0.0.1:8081 npm test
+//
+// Assumes the service is running at BASE_URL and that fixtures/model.json and
+// fixtures/xss-order.json were produced to Kafka beforehand; it waits up to 30 s for
+// both to become readable through GET /order/{uid}.
+//
+// Env: BASE_URL (default http://127.0.0.1:8081), CHROMIUM_PATH (default /usr/bin/chromium),
+//      MODEL_JSON / XSS_JSON (fixture paths), READY_TIMEOUT_MS (default 30000).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const BASE_URL = (process.env.BASE_URL || 'http://127.0.0.1:8081').replace(/\/+$/, '');
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const MODEL_PATH = process.env.MODEL_JSON || path.join(HERE, 'fixtures', 'model.json');
+const XSS_PATH = process.env.XSS_JSON || path.join(HERE, 'fixtures', 'xss-order.json');
+const ARTIFACTS = path.join(HERE, 'artifacts');
+const READY_TIMEOUT_MS = Number(process.env.READY_TIMEOUT_MS || 30000);
+const TEST_TIMEOUT = 90_000;
+const UI_TIMEOUT = 15_000;
+
+const model = JSON.parse(await fs.readFile(MODEL_PATH, 'utf8'));
+const xss = JSON.parse(await fs.readFile(XSS_PATH, 'utf8'));
+const MODEL_UID = model.order_uid;
+const XSS_UID = xss.order_uid;
+const EMPTY = '—';
+const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The page's UTC rendering of a date: "2021-11-26 06:22:07 UTC". */
+function utc(date) {
+  return date.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, ' UTC');
+}
+const shown = (v) => (v === '' || v === null || v === undefined ? EMPTY : String(v));
+const money = (v, order) => `${v} ${order.payment.currency}`;
+
+/** data-field → exact text the page must show for it (dates: text it must contain). */
+function expectedFields(order) {
+  const exact = {};
+  const contains = {};
+  for (const k of ['order_uid', 'track_number', 'entry', 'customer_id', 'locale', 'delivery_service',
+    'shardkey', 'sm_id', 'oof_shard', 'internal_signature']) exact[k] = shown(order[k]);
+  contains.date_created = utc(new Date(order.date_created));
+  for (const k of ['name', 'phone', 'email', 'address', 'city', 'region', 'zip']) {
+    exact[`delivery.${k}`] = shown(order.delivery[k]);
+  }
+  for (const k of ['transaction', 'request_id', 'provider', 'bank', 'currency']) {
+    exact[`payment.${k}`] = shown(order.payment[k]);
+  }
+  for (const k of ['amount', 'delivery_cost', 'goods_total', 'custom_fee']) {
+    exact[`payment.${k}`] = money(order.payment[k], order);
+  }
+  contains['payment.payment_dt'] = utc(new Date(order.payment.payment_dt * 1000));
+  order.items.forEach((item, i) => {
+    for (const k of ['name', 'brand', 'size', 'chrt_id', 'nm_id', 'rid', 'track_number', 'status']) {
+      exact[`items.${i}.${k}`] = shown(item[k]);
+    }
+    exact[`items.${i}.price`] = money(item.price, order);
+    exact[`items.${i}.total_price`] = money(item.total_price, order);
+    exact[`items.${i}.sale`] = `${item.sale}%`;
+  });
+  return { exact, contains };
+}
+
+// ------------------------------------------------------------------ service readiness
+
+async function getJson(urlPath) {
+  const res = await fetch(BASE_URL + urlPath, { headers: { Accept: 'application/json' } });
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, headers: res.headers, body };
+}
+
+async function waitForOrders(uids) {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  const pending = new Set(uids);
+  let last = '';
+  while (pending.size > 0) {
+    for (const uid of [...pending]) {
+      try {
+        const { status } = await getJson(`/order/${encodeURIComponent(uid)}`);
+        if (status === 200) pending.delete(uid);
+        else last = `HTTP ${status} for ${uid}`;
+      } catch (err) {
+        last = `${err.cause?.code || err.message} for ${uid}`;
+      }
+    }
+    if (pending.size === 0) break;
+    if (Date.now() > deadline) {
+      throw new Error(`orders not available at ${BASE_URL} after ${READY_TIMEOUT_MS} ms: ` +
+        `${[...pending].join(', ')} (last: ${last})`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+// ------------------------------------------------------------------ browser plumbing
+
+let browser;
+
+before(async () => {
+  await waitForOrders([MODEL_UID, XSS_UID]);
+  await fs.mkdir(ARTIFACTS, { recursive: true });
+  // playwright launches with a fresh temporary profile (user-data-dir) and removes it on close.
+  browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}, { timeout: READY_TIMEOUT_MS + 30_000 });
+
+after(async () => {
+  if (browser) await browser.close();
+});
+
+/**
+ * A fresh context + page that records console errors, page errors, CSP violations,
+ * dialogs and requests to /order/. Closed automatically after the test, where it also
+ * asserts that nothing unexpected was recorded.
+ */
+async function openPage(t, { bypassCSP = false, viewport = { width: 1280, height: 900 }, allowConsole = [] } = {}) {
+  const context = await browser.newContext({ bypassCSP, viewport, baseURL: BASE_URL });
+  const page = await context.newPage();
+  page.setDefaultTimeout(UI_TIMEOUT);
+  const rec = { consoleErrors: [], pageErrors: [], csp: [], dialogs: [], orderRequests: [] };
+
+  await page.exposeBinding('__reportCspViolation', (_src, v) => rec.csp.push(v));
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__reportCspViolation({
+        directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample,
+      });
+    });
+  });
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') rec.consoleErrors.push(`${msg.text()} @ ${msg.location().url || '?'}`);
+    if (/Content[- ]Security[- ]Policy/i.test(msg.text())) rec.csp.push({ console: msg.text() });
+  });
+  page.on('pageerror', (err) => rec.pageErrors.push(String(err)));
+  page.on('dialog', (d) => {
+    rec.dialogs.push(`${d.type()}: ${d.message()}`);
+    d.dismiss().catch(() => {});
+  });
+  page.on('request', (req) => {
+    if (new URL(req.url()).pathname.startsWith('/order/')) rec.orderRequests.push(req.url());
+  });
+
+  t.after(async () => {
+    await context.close();
+  });
+
+  rec.assertClean = () => {
+    assert.deepEqual(rec.csp, [], 'CSP violations');
+    assert.deepEqual(rec.pageErrors, [], 'uncaught page errors');
+    assert.deepEqual(rec.dialogs, [], 'dialogs opened');
+    const unexpected = rec.consoleErrors.filter((m) => !allowConsole.some((re) => re.test(m)));
+    assert.deepEqual(unexpected, [], 'console errors');
+  };
+  return { page, rec };
+}
+
+// Browsers log expected HTTP errors of fetch() as console errors; these are allowed where expected.
+const ALLOW_404 = /Failed to load resource: the server responded with a status of 404/;
+const ALLOW_400 = /Failed to load resource: the server responded with a status of 400/;
+const ALLOW_5XX = /Failed to load resource: the server responded with a status of 5\d\d/;
+const ALLOW_ABORT = /Failed to load resource: net::ERR_(FAILED|ABORTED|CONNECTION_REFUSED|INTERNET_DISCONNECTED)/;
+
+/** Wait until #status is in `state` (and, if given, contains `text`); returns its text. */
+async function waitState(page, state, text) {
+  await page.locator(`#status[data-state="${state}"]`, text ? { hasText: text } : {}).waitFor();
+  return (await page.locator('#status').textContent()).trim();
+}
+
+async function fieldText(page, field) {
+  return page.locator(`[data-field="${field}"]`).textContent();
+}
+
+async function assertOrderShown(page, order) {
+  await assert.doesNotReject(page.locator('#order').waitFor({ state: 'visible' }));
+  const { exact, contains } = expectedFields(order);
+  const actual = await page.$$eval('[data-field]', (els) => {
+    const out = {};
+    for (const el of els) out[el.getAttribute('data-field')] = el.textContent;
+    return out;
+  });
+  for (const [field, want] of Object.entries(exact)) {
+    assert.equal(actual[field], want, `field ${field}`);
+  }
+  for (const [field, want] of Object.entries(contains)) {
+    assert.ok(actual[field]?.includes(want), `field ${field}: ${JSON.stringify(actual[field])} should contain ${want}`);
+  }
+  assert.equal(await page.locator('#items-body tr[data-item]').count(), order.items.length, 'item rows');
+  assert.equal((await page.locator('#order-title-uid').textContent()), order.order_uid);
+  // Raw JSON view: exactly what the API returned.
+  const raw = await page.locator('#raw-json').textContent();
+  const api = await getJson(`/order/${encodeURIComponent(order.order_uid)}`);
+  assert.deepEqual(JSON.parse(raw), api.body, 'raw JSON equals the API response');
+  assert.equal(raw, JSON.stringify(api.body, null, 2), 'raw JSON is pretty-printed');
+  // The shareable link and the address bar both point at this order.
+  const link = new URL(await page.locator('#order-link').getAttribute('href'), BASE_URL);
+  assert.equal(link.searchParams.get('id'), order.order_uid, 'link to this order');
+  assert.equal(link.origin, new URL(BASE_URL).origin);
+  assert.equal(await page.locator('#order-link').isVisible(), true);
+  assert.equal(new URL(page.url()).searchParams.get('id'), order.order_uid, 'address bar updated');
+}
+
+// ------------------------------------------------------------------ tests
+
+test('fixture xss-order.json is a valid order', () => {
+  assert.deepEqual(Object.keys(xss).sort(), Object.keys(model).sort());
+  assert.deepEqual(Object.keys(xss.delivery).sort(), Object.keys(model.delivery).sort());
+  assert.deepEqual(Object.keys(xss.payment).sort(), Object.keys(model.payment).sort());
+  for (const item of xss.items) assert.deepEqual(Object.keys(item).sort(), Object.keys(model.items[0]).sort());
+  assert.match(xss.order_uid, ID_RE);
+  assert.match(xss.delivery.phone, /^\+?[0-9]{7,15}$/);
+  assert.match(xss.delivery.email, /^[^@\s<>]+@[^@\s<>]+\.[A-Za-z]{2,}$/);
+  assert.match(xss.payment.currency, /^[A-Z]{3}$/);
+  const goods = xss.items.reduce((s, i) => s + i.total_price, 0);
+  assert.equal(xss.payment.goods_total, goods);
+  assert.equal(xss.payment.amount, goods + xss.payment.delivery_cost + xss.payment.custom_fee);
+  const strings = [];
+  JSON.stringify(xss, (_k, v) => (typeof v === 'string' && strings.push(v), v));
+  for (const s of strings) assert.ok(s.length <= 255, `string too long: ${s}`);
+});
+
+test('lookup by typing the id and clicking "Show order"', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { page, rec } = await openPage(t);
+  await page.goto('/');
+  assert.equal(await page.locator('#order').isVisible(), false, 'no order before a lookup');
+  assert.equal(await page.locator('label[for="order-id"]').count(), 1, 'input is labelled');
+  assert.equal(await page.locator('#status').getAttribute('aria-live'), 'polite');
+  await page.locator('#order-id').fill(MODEL_UID);
+  await page.locator('#lookup').click();
+  const status = await waitState(page, 'ok');
+  assert.ok(status.includes(MODEL_UID), status);
+  await assertOrderShown(page, model);
+  // spot checks in human terms
+  assert.equal(await fieldText(page, 'delivery.name'), 'Test Testov');
+  assert.equal(await fieldText(page, 'payment.amount'), '1817 USD');
+  assert.ok((await fieldText(page, 'payment.payment_dt')).includes('2021-11-26 06:22:07 UTC'));
+  assert.equal(await fieldText(page, 'items.0.brand'), 'Vivienne Sabo');
+  rec.assertClean();
+});
+
+test('keyboard: Tab to the input, Enter submits; Tab to the button, Space submits', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { page, rec } = await openPage(t);
+  await page.goto('/');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'order-id', 'first Tab reaches the input');
+  await page.keyboard.type(MODEL_UID);
+  await page.keyboard.press('Enter');
+  await waitState(page, 'ok');
+  assert.equal(await fieldText(page, 'order_uid'), MODEL_UID);
+
+  await page.locator('#order-id').fill(XSS_UID);
+  await page.locator('#order-id').focus();
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'lookup');
+  await page.keyboard.press('Space');
+  await page.locator('#order-title-uid', { hasText: XSS_UID }).waitFor();
+  await waitState(page, 'ok');
+  rec.assertClean();
+});
+
+test('unknown id shows a not-found message naming the id', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { page, rec } = await openPage(t, { allowConsole: [ALLOW_404] });
+  await page.goto('/');
+  // show an order first: a failed lookup must not leave the old order on screen
+  await page.locator('#order-id').fill(MODEL_UID);
+  await page.locator('#lookup').click();
+  await waitState(page, 'ok');
+  await page.locator('#order-id').fill('no_such_order_123');
+  await page.locator('#lookup').click();
+  const status = await waitState(page, 'not-found');
+  assert.match(status, /not found/i);
+  assert.ok(status.includes('no_such_order_123'), status);
+  assert.equal(await page.locator('#order').isVisible(), false, 'previous order hidden');
+  rec.assertClean();
+});
+
+test('invalid id: rejected client-side without a request; a 400 from the server is handled', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { page, rec } = await openPage(t, { allowConsole: [ALLOW_400] });
+  await page.goto('/');
+  await page.locator('#order-id').fill('bad id!');
+  await page.locator('#lookup').click();
+  let status = await waitState(page, 'invalid');
+  assert.match(status, /invalid/i);
+  assert.ok(status.includes('bad id!'), status);
+  assert.equal(await page.locator('#order-id').getAttribute('aria-invalid'), 'true');
+
+  await page.locator('#order-id').fill('a'.repeat(65));
+  await page.locator('#order-id').press('Enter');
+  status = await waitState(page, 'invalid', 'a'.repeat(65));
+
+  await page.locator('#order-id').fill('');
+  await page.locator('#lookup').click();
+  status = await waitState(page, 'invalid', 'enter an order id');
+  assert.deepEqual(rec.orderRequests, [], 'no request for ids that break the id rule');
+
+  // The server's own 400 (e.g. if its rule differs) is shown as an invalid-id message too.
+  await page.route('**/order/**', (route) => route.fulfill({
+    status: 400,
+    contentType: 'application/json',
+    body: JSON.stringify({ error: 'invalid_id', detail: 'order_uid rejected by server' }),
+  }));
+  await page.locator('#order-id').fill('rejected_by_server');
+  await page.locator('#lookup').click();
+  status = await waitState(page, 'invalid', 'rejected_by_server');
+  assert.ok(status.includes('order_uid rejected by server'), status);
+  assert.equal(await page.locator('#order').isVisible(), false);
+  rec.assertClean();
+});
+
+test('deep link /?id=<uid> and /#<uid> open the order on load', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { page, rec } = await openPage(t);
+  await page.goto(`/?id=${MODEL_UID}`);
+  await waitState(page, 'ok');
+  assert.equal(await page.locator('#order-id').inputValue(), MODEL_UID);
+  await assertOrderShown(page, model);
+
+  await page.goto(`/#${XSS_UID}`);
+  await waitState(page, 'ok');
+  assert.equal(await fieldText(page, 'order_uid'), XSS_UID);
+  assert.equal(new URL(page.url()).searchParams.get('id'), XSS_UID, 'hash link normalised to ?id=');
+
+  // the "link to this order" anchor itself opens the order
+  await page.goto(`/?id=${MODEL_UID}`);
+  await waitState(page, 'ok');
+  const href = await page.locator('#order-link').getAttribute('href');
+  const { page: page2, rec: rec2 } = await openPage(t);
+  await page2.goto(href);
+  await waitState(page2, 'ok');
+  assert.equal(await fieldText(page2, 'order_uid'), MODEL_UID);
+  rec.assertClean();
+  rec2.assertClean();
+});
+
+test('recent orders list shows the newest orders; clicking one loads it; back/forward work', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { page, rec } = await openPage(t);
+  const api = await getJson('/orders?limit=20');
+  assert.equal(api.status, 200);
+  const apiUids = api.body.orders.map((o) => o.order_uid);
+  assert.ok(apiUids.length > 0, '/orders is not empty');
+
+  await page.goto('/');
+  await page.locator('#recent-list button[data-uid]').first().waitFor();
+  const listed = await page.locator('#recent-list button[data-uid]').evaluateAll(
+    (els) => els.map((el) => el.getAttribute('data-uid')));
+  assert.ok(listed.length > 0 && listed.length <= 20, `list length ${listed.length}`);
+  assert.ok(listed.includes(MODEL_UID), `recent list ${JSON.stringify(listed)} should contain ${MODEL_UID}`);
+
+  const entry = page.locator(`#recent-list button[data-uid="${MODEL_UID}"]`);
+  assert.ok((await entry.textContent()).includes(MODEL_UID));
+  assert.ok((await entry.textContent()).includes(`${model.payment.amount} ${model.payment.currency}`));
+  await entry.click();
+  await waitState(page, 'ok');
+  await assertOrderShown(page, model);
+  assert.equal(await entry.getAttribute('aria-current'), 'true');
+
+  // a second lookup adds a history entry; Back returns to the first order
+  await page.locator('#order-id').fill(XSS_UID);
+  await page.locator('#lookup').click();
+  await page.locator('#order-title-uid', { hasText: XSS_UID }).waitFor();
+  await page.goBack();
+  await page.locator('#order-title-uid', { hasText: MODEL_UID }).waitFor();
+  await waitState(page, 'ok');
+  assert.equal(new URL(page.url()).searchParams.get('id'), MODEL_UID);
+  await page.goForward();
+  await page.locator('#order-title-uid', { hasText: XSS_UID }).waitFor();
+  rec.assertClean();
+});
+
+const XSS_FIELDS = [
+  'track_number', 'entry', 'locale', 'customer_id', 'delivery_service', 'shardkey', 'oof_shard',
+  'internal_signature', 'delivery.name', 'delivery.city', 'delivery.address', 'delivery.region',
+  'delivery.zip', 'payment.transaction', 'payment.provider', 'payment.bank', 'payment.request_id',
+  ...xss.items.flatMap((_, i) => ['name', 'brand', 'size', 'rid', 'track_number'].map((k) => `items.${i}.${k}`)),
+];
+
+for (const bypassCSP of [false, true]) {
+  const label = bypassCSP ? 'with the CSP bypassed' : 'under the CSP';
+  test(`XSS order: every payload is shown as literal text (${label})`, { timeout: TEST_TIMEOUT }, async (t) => {
+    const { page, rec } = await openPage(t, { bypassCSP });
+    await page.addInitScript(() => {
+      window.alert = window.confirm = window.prompt = () => { window.__xss = 'dialog'; };
+    });
+    await page.goto(`/?id=${XSS_UID}`);
+    await waitState(page, 'ok');
+    await page.locator(`#recent-list button[data-uid="${XSS_UID}"]`).waitFor();
+
+    const get = (obj, p) => p.split('.').reduce((o, k) => o[k], obj);
+    for (const field of XSS_FIELDS) {
+      const payload = get(xss, field);
+      assert.match(payload, /[<&]/, `fixture field ${field} carries a payload`);
+      assert.equal(await fieldText(page, field), payload, `field ${field} shows the payload literally`);
+    }
+    await assertOrderShown(page, xss);
+    const raw = await page.locator('#raw-json').textContent();
+    for (const field of XSS_FIELDS) assert.ok(raw.includes(JSON.stringify(get(xss, field)).slice(1, -1)));
+    const recent = await page.locator(`#recent-list button[data-uid="${XSS_UID}"]`).textContent();
+    assert.ok(recent.includes(xss.customer_id), 'recent list shows customer_id literally');
+
+    // Give any injected handler a chance to run: move focus through the page, hover, wait.
+    for (let i = 0; i < 40; i += 1) await page.keyboard.press('Tab');
+    await page.mouse.move(400, 400);
+    await page.waitForTimeout(300);
+
+    assert.equal(await page.evaluate(() => typeof window.__xss), 'undefined', 'window.__xss stays undefined');
+    const injected = await page.evaluate(() => {
+      const all = [...document.querySelectorAll('*')];
+      return {
+        handlers: all.flatMap((el) => [...el.attributes].filter((a) => /^on/i.test(a.name))
+          .map((a) => `${el.tagName}[${a.name}]`)),
+        jsUrls: all.flatMap((el) => [...el.attributes].filter((a) => /^\s*javascript:/i.test(a.value))
+          .map((a) => `${el.tagName}[${a.name}]`)),
+        orderTags: [...new Set([...document.querySelectorAll('#order *, #recent-list *')].map((el) => el.tagName.toLowerCase()))],
+        imgX: document.querySelectorAll('img[src="x"]').length,
+        scripts: [...document.scripts].map((s) => s.getAttribute('src')),
+        styles: document.querySelectorAll('style').length,
+      };
+    });
+    assert.deepEqual(injected.handlers, [], 'no inline event handler attributes');
+    assert.deepEqual(injected.jsUrls, [], 'no javascript: URLs');
+    assert.equal(injected.imgX, 0, 'no <img src=x>');
+    assert.deepEqual(injected.scripts, ['app.js'], 'only the page script');
+    assert.equal(injected.styles, 0, 'no <style> elements');
+    const allowedTags = new Set(['div', 'span', 'h2', 'h3', 'a', 'section', 'dl', 'dt', 'dd', 'time', 'table',
+      'thead', 'tbody', 'tr', 'th', 'td', 'details', 'summary', 'pre', 'li', 'button']);
+    const stray = injected.orderTags.filter((tag) => !allowedTags.has(tag));
+    assert.deepEqual(stray, [], 'no elements created from order data');
+    assert.equal(await page.locator('#order details').count(), 1, 'only the page’s own <details>');
+    assert.equal(await page.locator('#order a').count(), 1, 'only the page’s own link');
+
+    if (!bypassCSP) {
+      await page.screenshot({ path: path.join(ARTIFACTS, 'xss-order.png'), fullPage: true });
+    }
+    rec.assertClean();
+  });
+}
+
+test('network failure and 5xx show a network-error message; a later lookup recovers', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { page, rec } = await openPage(t, { allowConsole: [ALLOW_ABORT, ALLOW_5XX] });
+  await page.goto('/');
+  await page.route('**/order/**', (route) => route.abort('failed'));
+  await page.locator('#order-id').fill(MODEL_UID);
+  await page.locator('#lookup').click();
+  let status = await waitState(page, 'network-error');
+  assert.match(status, /network error/i);
+  assert.equal(await page.locator('#order').isVisible(), false);
+
+  await page.unroute('**/order/**');
+  await page.route('**/order/**', (route) => route.fulfill({
+    status: 503, contentType: 'application/json', body: '{"error":"unavailable","detail":"db down"}',
+  }));
+  await page.locator('#order-id').fill(XSS_UID);
+  await page.locator('#lookup').click();
+  status = await waitState(page, 'network-error', '503');
+  assert.match(status, /network error/i);
+
+  await page.unroute('**/order/**');
+  await page.locator('#order-id').fill(MODEL_UID);
+  await page.locator('#lookup').click();
+  await waitState(page, 'ok');
+  await assertOrderShown(page, model);
+  rec.assertClean();
+});
+
+test('screenshots: desktop full page and a phone-sized viewport without horizontal overflow', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { page, rec } = await openPage(t);
+  await page.goto(`/?id=${MODEL_UID}`);
+  await waitState(page, 'ok');
+  await page.locator('#recent-list button[data-uid]').first().waitFor();
+  const file = path.join(ARTIFACTS, 'order.png');
+  await page.screenshot({ path: file, fullPage: true });
+  assert.ok((await fs.stat(file)).size > 10_000, 'order.png written');
+
+  const { page: phone, rec: phoneRec } = await openPage(t, { viewport: { width: 375, height: 740 } });
+  await phone.goto(`/?id=${MODEL_UID}`);
+  await waitState(phone, 'ok');
+  await phone.locator('#recent-list button[data-uid]').first().waitFor();
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page scrolls horizontally by ${overflow}px at 375px`);
+  await phone.screenshot({ path: path.join(ARTIFACTS, 'order-mobile.png'), fullPage: true });
+  rec.assertClean();
+  phoneRec.assertClean();
+});
