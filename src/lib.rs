@@ -1,4 +1,10 @@
+pub mod actors;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod health;
+pub mod http;
 pub mod ingest;
+pub mod kafka;
+pub mod metrics;
+pub mod startup;

@@ -1,1 +1,76 @@
-fn main() {}
+//! orders-service: `orders-service` runs the service, `orders-service migrate` applies the
+//! database migrations and exits. Configuration comes from the environment and `.env`.
+
+use std::process::ExitCode;
+
+use orders_service::config::Config;
+use orders_service::db;
+use orders_service::startup::Application;
+
+fn main() -> ExitCode {
+    // A missing .env is fine: the environment may hold everything.
+    let _ = dotenvy::dotenv();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("orders-service: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match std::env::args().nth(1).as_deref() {
+        Some("migrate") => match db::run_migrations(&config.database_url) {
+            Ok(applied) => {
+                println!("applied {} migration(s): {}", applied.len(), applied.join(", "));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("orders-service: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        None | Some("serve") => {
+            let system = actix::System::new();
+            let result = system.block_on(serve(config));
+            // Exit here, with the System still alive: dropping it would close the Kafka
+            // consumer again, which can block for tens of seconds when the broker is gone.
+            // Everything durable (writes, offsets) is already done.
+            let code = match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error!("orders-service: {e:#}");
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+        Some(other) => {
+            eprintln!("orders-service: unknown command {other:?}; usage: orders-service [serve|migrate]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    // The one line on stdout: scripts and tests read the bound address from it.
+    println!("orders-service listening on http://{}", app.addr());
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => log::info!("SIGINT received"),
+    }
+}

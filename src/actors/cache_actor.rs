@@ -1,0 +1,225 @@
+//! CacheActor: the only owner of the order cache, a quick_cache bounded by bytes that holds
+//! every order as ready-to-send JSON.
+//!
+//! - `Put` (writers, after their transaction committed): write-through.
+//! - `Get` (HTTP handlers): a hit answers at once; a miss loads the order from PostgreSQL on
+//!   this actor's runtime (the main System, where the pool lives) *without* blocking other
+//!   lookups, then caches it (read-through).
+//! - `Warm` (start-up): pages of the newest orders, accepted until the byte budget is full.
+//!
+//! `CACHE_MAX_BYTES=0` turns the cache off: every lookup reads the database.
+
+use actix::prelude::*;
+use actix_web::web::Bytes;
+use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter, unsync::Cache};
+
+use crate::db::{DbError, PgPool, queries};
+use crate::metrics::METRICS;
+
+/// Bytes counted per entry on top of key and JSON: the entry, the `Bytes` header, the
+/// table slot. An estimate, so the byte bound tracks real memory.
+const ENTRY_OVERHEAD: u64 = 96;
+
+#[derive(Clone, Copy)]
+struct OrderWeight;
+
+impl Weighter<String, Bytes> for OrderWeight {
+    fn weight(&self, key: &String, val: &Bytes) -> u64 {
+        key.len() as u64 + val.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct CountEvictions;
+
+impl Lifecycle<String, Bytes> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _: String, _: Bytes) {
+        METRICS.cache_evictions.inc();
+    }
+}
+
+type OrderCache = Cache<String, Bytes, OrderWeight, DefaultHashBuilder, CountEvictions>;
+
+/// HTTP → cache: the order's JSON, from the cache or the database.
+#[derive(Message)]
+#[rtype(result = "Lookup")]
+pub struct Get {
+    pub uid: String,
+}
+
+#[derive(Debug, Clone, MessageResponse)]
+pub enum Lookup {
+    Hit(Bytes),
+    /// Loaded from the database (and now cached).
+    Miss(Bytes),
+    NotFound,
+    Unavailable(String),
+}
+
+/// Writer → cache: an order just committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Put {
+    pub uid: String,
+    pub json: Bytes,
+}
+
+/// Start-up → cache: a page of the newest orders, newest first.
+#[derive(Message)]
+#[rtype(result = "WarmProgress")]
+pub struct Warm {
+    pub orders: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Clone, Copy, MessageResponse)]
+pub struct WarmProgress {
+    pub accepted: usize,
+    /// The byte budget is reached: stop sending pages.
+    pub full: bool,
+}
+
+/// `/stats` → cache.
+#[derive(Message)]
+#[rtype(result = "CacheStats")]
+pub struct GetCacheStats;
+
+#[derive(Debug, Clone, Copy, MessageResponse, serde::Serialize)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+}
+
+pub struct CacheActor {
+    cache: Option<OrderCache>,
+    pool: PgPool,
+}
+
+impl CacheActor {
+    pub fn new(max_bytes: u64, pool: PgPool) -> Self {
+        let cache = (max_bytes > 0).then(|| {
+            let estimated_items = (max_bytes / 1024).clamp(16, 1 << 20) as usize;
+            Cache::with(
+                estimated_items,
+                max_bytes,
+                OrderWeight,
+                DefaultHashBuilder::default(),
+                CountEvictions,
+            )
+        });
+        Self { cache, pool }
+    }
+
+    fn insert(&mut self, uid: String, json: Bytes) {
+        if let Some(cache) = &mut self.cache {
+            cache.insert(uid, json);
+            METRICS.cache_entries.set(cache.len() as i64);
+            METRICS.cache_bytes.set(cache.weight() as i64);
+        }
+    }
+}
+
+/// Mailbox size for `send().await` callers; `do_send` is not bounded by it.
+const MAILBOX: usize = 1 << 16;
+
+impl Actor for CacheActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Every HTTP worker talks to this actor; its own speed is the limit, not a mailbox.
+        ctx.set_mailbox_capacity(MAILBOX);
+    }
+}
+
+impl Handler<Get> for CacheActor {
+    type Result = ResponseActFuture<Self, Lookup>;
+
+    fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
+        if let Some(json) = self.cache.as_ref().and_then(|c| c.get(&msg.uid)) {
+            METRICS.cache_hits.inc();
+            return Box::pin(actix::fut::ready(Lookup::Hit(json.clone())));
+        }
+        METRICS.cache_misses.inc();
+        let pool = self.pool.clone();
+        let uid = msg.uid;
+        let load = async move {
+            let mut conn = pool.get().await.map_err(DbError::from)?;
+            let order = queries::find_order(&mut conn, &uid)
+                .await
+                .map_err(DbError::from)?;
+            Ok::<_, DbError>(order.map(|o| (uid, Bytes::from(serde_json::to_vec(&o).unwrap_or_default()))))
+        };
+        Box::pin(load.into_actor(self).map(|loaded, act, _| match loaded {
+            Ok(Some((uid, json))) => {
+                act.insert(uid, json.clone());
+                Lookup::Miss(json)
+            }
+            Ok(None) => Lookup::NotFound,
+            Err(e) => {
+                log::warn!("cache: loading an order failed: {e}");
+                Lookup::Unavailable(e.to_string())
+            }
+        }))
+    }
+}
+
+impl Handler<Put> for CacheActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Put, _: &mut Context<Self>) {
+        self.insert(msg.uid, msg.json);
+    }
+}
+
+impl Handler<Warm> for CacheActor {
+    type Result = WarmProgress;
+
+    fn handle(&mut self, msg: Warm, _: &mut Context<Self>) -> WarmProgress {
+        let Some(cache) = &self.cache else {
+            return WarmProgress {
+                accepted: 0,
+                full: true,
+            };
+        };
+        let capacity = cache.capacity();
+        let mut used = cache.weight();
+        let mut accepted = 0;
+        for (uid, json) in msg.orders {
+            let weight = OrderWeight.weight(&uid, &json);
+            // Stop before the cache would evict: older orders must not push newer ones out.
+            if used + weight > capacity {
+                return WarmProgress {
+                    accepted,
+                    full: true,
+                };
+            }
+            used += weight;
+            self.insert(uid, json);
+            accepted += 1;
+        }
+        WarmProgress {
+            accepted,
+            full: false,
+        }
+    }
+}
+
+impl Handler<GetCacheStats> for CacheActor {
+    type Result = CacheStats;
+
+    fn handle(&mut self, _: GetCacheStats, _: &mut Context<Self>) -> CacheStats {
+        CacheStats {
+            entries: self.cache.as_ref().map_or(0, |c| c.len()),
+            bytes: self.cache.as_ref().map_or(0, |c| c.weight()),
+            capacity_bytes: self.cache.as_ref().map_or(0, |c| c.capacity()),
+            hits: METRICS.cache_hits.get(),
+            misses: METRICS.cache_misses.get(),
+            evictions: METRICS.cache_evictions.get(),
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! KafkaReader: consumes the orders topic and hands each message to an OrderWriter; commits
+//! a partition's offset only past messages the writers reported durable.
+//!
+//! Guarantee: at-least-once. An offset is stored (and so committed) only when every message
+//! before it on its partition is in PostgreSQL or in `dead_letters` (see [`OffsetTracker`]).
+//! Limit: after a crash or a rebalance, messages finished above the last commit are read
+//! again; writers recognise them as duplicates, so the database still holds each order once.
+//!
+//! Back-pressure: at most `max_in_flight` messages are with the writers. At the bound, or
+//! while any writer reports the database failing, the reader *pauses* its partitions but
+//! keeps polling, so it stays in the group and its rebalance callbacks run.
+//!
+//! [`OffsetTracker`]: crate::kafka::offsets::OffsetTracker
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::order_writer::{OrderWriter, RawMessage, Write};
+use crate::ingest::Position;
+use crate::kafka::offsets::Delivery;
+use crate::kafka::{OrdersConsumer, ReaderState, lock};
+use crate::metrics::METRICS;
+
+/// How long one poll waits for a message before the reader looks around again.
+const POLL: Duration = Duration::from_millis(100);
+/// Most messages taken from librdkafka's queue in one go.
+const FETCH_BATCH: usize = 1_000;
+
+/// Writer → reader: these messages are durable (stored, duplicate or dead-lettered).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Written {
+    pub epoch: u64,
+    pub positions: Vec<Position>,
+}
+
+/// Writer → reader: the database is failing for this writer (or recovered).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DatabaseState {
+    pub writer: usize,
+    pub failing: bool,
+}
+
+/// Writers → reader at start-up: where to send messages.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetWriters(pub Vec<Addr<OrderWriter>>);
+
+/// Stop fetching, wait (at most `timeout`) for in-flight writes, commit synchronously.
+#[derive(Message)]
+#[rtype(result = "ShutdownReport")]
+pub struct Shutdown {
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, MessageResponse)]
+pub struct ShutdownReport {
+    /// Messages still with the writers when the deadline passed (they will be re-read).
+    pub abandoned: usize,
+    /// Offsets committed per partition (next offset to read).
+    pub committed: BTreeMap<i32, i64>,
+}
+
+/// Snapshot for `/stats`.
+#[derive(Message)]
+#[rtype(result = "ReaderStats")]
+pub struct GetReaderStats;
+
+#[derive(Debug, Clone, MessageResponse, serde::Serialize)]
+pub struct ReaderStats {
+    pub in_flight: usize,
+    pub paused: bool,
+    pub partitions: Vec<crate::kafka::PartitionPosition>,
+}
+
+pub struct KafkaReader {
+    consumer: Arc<OrdersConsumer>,
+    state: Arc<Mutex<ReaderState>>,
+    writers: Vec<Addr<OrderWriter>>,
+    max_in_flight: usize,
+    in_flight: usize,
+    in_flight_watch: watch::Sender<usize>,
+    /// In-flight hit the bound; cleared at half of it.
+    saturated: bool,
+    failing_writers: HashSet<usize>,
+    stopping: bool,
+}
+
+impl KafkaReader {
+    pub fn new(
+        consumer: Arc<OrdersConsumer>,
+        state: Arc<Mutex<ReaderState>>,
+        max_in_flight: usize,
+    ) -> Self {
+        Self {
+            consumer,
+            state,
+            writers: Vec::new(),
+            max_in_flight,
+            in_flight: 0,
+            in_flight_watch: watch::channel(0).0,
+            saturated: false,
+            failing_writers: HashSet::new(),
+            stopping: false,
+        }
+    }
+
+    fn fetch(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let consumer = self.consumer.clone();
+        let budget = self
+            .max_in_flight
+            .saturating_sub(self.in_flight)
+            .clamp(1, FETCH_BATCH);
+        let poll = async move {
+            let mut messages = Vec::new();
+            match tokio::time::timeout(POLL, consumer.recv()).await {
+                Err(_) => {}
+                Ok(Err(e)) => log::warn!("kafka: receive failed: {e}"),
+                Ok(Ok(first)) => {
+                    messages.push(first.detach());
+                    // Take what is already queued without waiting.
+                    while messages.len() < budget {
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(m)) => messages.push(m.detach()),
+                            Some(Err(e)) => {
+                                log::warn!("kafka: receive failed: {e}");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+            }
+            messages
+        };
+        ctx.spawn(poll.into_actor(self).map(|messages, act, ctx| {
+            act.dispatch(messages);
+            act.fetch(ctx);
+        }));
+    }
+
+    fn dispatch(&mut self, messages: Vec<OwnedMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        if self.stopping || self.writers.is_empty() {
+            // Not tracked, so never committed: read again after the restart.
+            return;
+        }
+        METRICS.messages_consumed.inc_by(messages.len() as u64);
+        let mut state = lock(&self.state);
+        let epoch = state.epoch;
+        for m in messages {
+            let position = Position {
+                partition: m.partition(),
+                offset: m.offset(),
+            };
+            if state.tracker.delivered(position.partition, position.offset) == Delivery::AlreadySeen {
+                continue;
+            }
+            let key = m.key().map(<[u8]>::to_vec);
+            let writer = &self.writers[route(key.as_deref(), position.partition, self.writers.len())];
+            writer.do_send(Write {
+                epoch,
+                message: RawMessage {
+                    position,
+                    key,
+                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                },
+            });
+            self.in_flight += 1;
+        }
+        drop(state);
+        self.in_flight_changed();
+    }
+
+    fn in_flight_changed(&mut self) {
+        METRICS.in_flight.set(self.in_flight as i64);
+        self.in_flight_watch.send_replace(self.in_flight);
+        if self.in_flight >= self.max_in_flight {
+            self.saturated = true;
+        } else if self.in_flight <= self.max_in_flight / 2 {
+            self.saturated = false;
+        }
+        self.apply_pause();
+    }
+
+    /// Pauses or resumes the assigned partitions to match what the reader needs.
+    fn apply_pause(&mut self) {
+        let want = self.saturated || !self.failing_writers.is_empty();
+        let mut state = lock(&self.state);
+        if state.paused == want {
+            return;
+        }
+        state.paused = want;
+        drop(state);
+        METRICS.consumer_paused.set(i64::from(want));
+        let assignment = match self.consumer.assignment() {
+            Ok(a) => a,
+            Err(e) => {
+                log::warn!("kafka: cannot read the assignment to pause/resume: {e}");
+                return;
+            }
+        };
+        let result = if want {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        match result {
+            Ok(()) if !self.saturated => log::info!(
+                "ingest {}",
+                if want { "paused: database failing" } else { "resumed" }
+            ),
+            Ok(()) => log::debug!("ingest paused: {} messages in flight", self.in_flight),
+            Err(e) => log::warn!("kafka: pause/resume failed: {e}"),
+        }
+    }
+
+    /// Stores the offsets that became committable (librdkafka commits them on its timer).
+    fn store_committable(&mut self) {
+        let committable = lock(&self.state).tracker.all_committable();
+        if committable.is_empty() {
+            return;
+        }
+        let tpl = self.offsets_list(&committable);
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            // A partition revoked meanwhile: its offsets were committed by the revoke callback.
+            log::debug!("kafka: storing offsets failed: {e}");
+        }
+        for (partition, next) in committable {
+            METRICS
+                .committed_offset
+                .with_label_values(&[&partition.to_string()])
+                .set(next);
+        }
+    }
+
+    fn offsets_list(&self, offsets: &BTreeMap<i32, i64>) -> TopicPartitionList {
+        let topic = self.consumer.context().topic();
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &next) in offsets {
+            let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(next));
+        }
+        tpl
+    }
+
+    /// Final synchronous commit of everything finished.
+    fn commit_now(&mut self) -> BTreeMap<i32, i64> {
+        self.store_committable();
+        let reported = lock(&self.state).tracker.reported();
+        if !reported.is_empty() {
+            let tpl = self.offsets_list(&reported);
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+                log::warn!("kafka: final commit failed: {e}");
+            }
+        }
+        reported
+    }
+}
+
+/// The writer for a message: by key (the order_uid), so one order always goes to the same
+/// writer and its messages are written in order; by partition when there is no key.
+pub fn route(key: Option<&[u8]>, partition: i32, writers: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    match key {
+        Some(k) => k.hash(&mut hasher),
+        None => partition.hash(&mut hasher),
+    }
+    (hasher.finish() % writers.max(1) as u64) as usize
+}
+
+/// Mailbox size for `send().await` callers; `do_send` is not bounded by it.
+const MAILBOX: usize = 1 << 16;
+
+impl Actor for KafkaReader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Completions must never wait behind a full mailbox.
+        ctx.set_mailbox_capacity(MAILBOX);
+        self.fetch(ctx);
+    }
+}
+
+impl Handler<SetWriters> for KafkaReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetWriters, _: &mut Context<Self>) {
+        self.writers = msg.0;
+    }
+}
+
+impl Handler<Written> for KafkaReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: Written, _: &mut Context<Self>) {
+        self.in_flight = self.in_flight.saturating_sub(msg.positions.len());
+        {
+            let mut state = lock(&self.state);
+            if state.epoch == msg.epoch {
+                for p in &msg.positions {
+                    state.tracker.done(p.partition, p.offset);
+                }
+            }
+        }
+        self.store_committable();
+        self.in_flight_changed();
+    }
+}
+
+impl Handler<DatabaseState> for KafkaReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: DatabaseState, _: &mut Context<Self>) {
+        if msg.failing {
+            self.failing_writers.insert(msg.writer);
+        } else {
+            self.failing_writers.remove(&msg.writer);
+        }
+        self.apply_pause();
+    }
+}
+
+impl Handler<GetReaderStats> for KafkaReader {
+    type Result = ReaderStats;
+
+    fn handle(&mut self, _: GetReaderStats, _: &mut Context<Self>) -> ReaderStats {
+        let state = lock(&self.state);
+        ReaderStats {
+            in_flight: self.in_flight,
+            paused: state.paused,
+            partitions: state.positions.values().cloned().collect(),
+        }
+    }
+}
+
+impl Handler<Shutdown> for KafkaReader {
+    type Result = ResponseActFuture<Self, ShutdownReport>;
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        let mut idle = self.in_flight_watch.subscribe();
+        Box::pin(
+            async move {
+                let _ = tokio::time::timeout(msg.timeout, idle.wait_for(|n| *n == 0)).await;
+            }
+            .into_actor(self)
+            .map(|(), act, _| {
+                let committed = act.commit_now();
+                if act.in_flight > 0 {
+                    log::warn!(
+                        "shutdown: {} messages still being written after the deadline; they will be read again",
+                        act.in_flight
+                    );
+                }
+                ShutdownReport {
+                    abandoned: act.in_flight,
+                    committed,
+                }
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_order_uid_always_goes_to_the_same_writer() {
+        let a = route(Some(b"order-1"), 0, 4);
+        for partition in 0..6 {
+            assert_eq!(route(Some(b"order-1"), partition, 4), a);
+        }
+    }
+
+    #[test]
+    fn keys_spread_over_the_writers() {
+        let used: HashSet<usize> = (0..100)
+            .map(|i| route(Some(format!("uid-{i}").as_bytes()), 0, 4))
+            .collect();
+        assert_eq!(used.len(), 4);
+    }
+
+    #[test]
+    fn keyless_messages_are_routed_by_partition() {
+        assert_eq!(route(None, 3, 4), route(None, 3, 4));
+        assert!(route(None, 3, 1) == 0);
+    }
+}

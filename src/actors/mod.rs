@@ -1,0 +1,19 @@
+//! The actors, and who talks to whom.
+//!
+//! - [`KafkaReader`](kafka_reader::KafkaReader) (main System): polls the orders topic;
+//!   sends `Write` to an OrderWriter chosen by the message key; receives `Written` (store the
+//!   offsets now committable) and `DatabaseState` (pause/resume its partitions); answers
+//!   `Shutdown` (drain, final commit) and `GetReaderStats`.
+//! - [`OrderWriter`](order_writer::OrderWriter) (one arbiter each): receives `Write`,
+//!   validates, writes batches in one transaction each, publishes dead letters to the DLQ
+//!   topic, sends `Put` to the CacheActor and `Written` back to the reader.
+//! - [`CacheActor`](cache_actor::CacheActor) (main System): owns the cache; answers `Get`
+//!   from HTTP handlers (reading through to PostgreSQL on a miss), takes `Put` from writers
+//!   and `Warm` pages at start-up; answers `GetCacheStats`.
+//! - [`DbReader`](db_reader::DbReader) (main System): answers `RecentOrders`,
+//!   `RecentDeadLetters`, `CountOrders`; probes the database every second for `/health`.
+
+pub mod cache_actor;
+pub mod db_reader;
+pub mod kafka_reader;
+pub mod order_writer;

@@ -1,0 +1,162 @@
+//! The HTTP server: routes, security headers, limits, JSON errors everywhere.
+
+mod error;
+mod orders;
+mod ops;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web_prom::PrometheusMetricsBuilder;
+
+pub use error::ApiError;
+
+use crate::actors::cache_actor::CacheActor;
+use crate::actors::db_reader::DbReader;
+use crate::actors::kafka_reader::KafkaReader;
+use crate::health::Health;
+use crate::metrics::METRICS;
+
+/// What the handlers share: actor addresses (the actors live on the main System).
+pub struct AppState {
+    pub cache: Addr<CacheActor>,
+    pub db: Addr<DbReader>,
+    pub reader: Addr<KafkaReader>,
+    pub health: Arc<Health>,
+}
+
+/// Only the service's own scripts and styles; no inline code, no third parties.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+                   frame-ancestors 'none'";
+
+/// Builds the server on an already bound listener (port 0 works: tests use it).
+pub fn server(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Server> {
+    let prometheus = PrometheusMetricsBuilder::new("orders_http")
+        .registry(METRICS.registry.clone())
+        .endpoint("/metrics")
+        // Unknown paths share one label value instead of one series per path.
+        .mask_unmatched_patterns("UNKNOWN")
+        .build()
+        .map_err(|e| anyhow::anyhow!("Failed to set up HTTP metrics: {e}"))?;
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                ApiError::BadRequest(format!("bad query string: {e}")).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                ApiError::BadRequest(format!("bad path: {e}")).into()
+            }))
+            .wrap(ErrorHandlers::new().default_handler(json_error))
+            .wrap(prometheus.clone())
+            .wrap(
+                DefaultHeaders::new()
+                    .add((header::CONTENT_SECURITY_POLICY, CSP))
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((header::X_FRAME_OPTIONS, "DENY"))
+                    .add((header::REFERRER_POLICY, "no-referrer")),
+            )
+            .route("/order/{order_uid}", web::get().to(orders::get_order))
+            .route("/orders", web::get().to(orders::recent_orders))
+            .route("/dead-letters", web::get().to(orders::dead_letters))
+            .route("/health", web::get().to(ops::health))
+            .route("/stats", web::get().to(ops::stats))
+            .route("/openapi.json", web::get().to(openapi))
+            .route("/", web::get().to(page))
+            .route("/index.html", web::get().to(page))
+            .route("/{asset}", web::get().to(asset))
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    .disable_signals()
+    .client_request_timeout(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(2))
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// Turns any error response that is not JSON yet (actix's own 404/405/400 for odd paths,
+/// methods or headers) into `{"error", "detail"}`.
+fn json_error<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let code = match status.as_u16() {
+        404 => "not_found",
+        405 => "method_not_allowed",
+        400..=499 => "bad_request",
+        _ => "internal",
+    };
+    let detail = status.canonical_reason().unwrap_or("error").to_string();
+    let (req, mut res) = res.into_parts();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({ "error": code, "detail": detail }).to_string();
+    let res = res.set_body(BoxBody::new(body));
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, res).map_into_right_body(),
+    ))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(no_such_resource(&req))
+}
+
+fn no_such_resource(req: &HttpRequest) -> ApiError {
+    let path: String = req.path().chars().take(100).collect();
+    ApiError::NotFound(format!("no such resource: {path}"))
+}
+
+// The page is compiled into the binary: it works from any working directory, offline.
+const INDEX_HTML: &str = include_str!("../../static/index.html");
+const APP_JS: &str = include_str!("../../static/app.js");
+const STYLE_CSS: &str = include_str!("../../static/style.css");
+const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
+const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+async fn page() -> HttpResponse {
+    static_file("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    match req.match_info().get("asset").unwrap_or_default() {
+        "app.js" => Ok(static_file("text/javascript; charset=utf-8", APP_JS)),
+        "style.css" => Ok(static_file("text/css; charset=utf-8", STYLE_CSS)),
+        "favicon.svg" => Ok(static_file("image/svg+xml", FAVICON_SVG)),
+        _ => Err(no_such_resource(&req)),
+    }
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body)
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI_JSON)
+}

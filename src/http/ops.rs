@@ -1,0 +1,53 @@
+//! `/health` and `/stats`.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::actors::cache_actor::GetCacheStats;
+use crate::actors::db_reader::CountOrders;
+use crate::actors::kafka_reader::GetReaderStats;
+use crate::domain::RejectReason;
+use crate::metrics::METRICS;
+
+/// `GET /health`: 200 when the database and Kafka answer and the cache is warm, else 503.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let report = state.health.report();
+    if report.status == "ok" {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable().json(report)
+    }
+}
+
+/// `GET /stats`: counters, cache, consumer positions and lag.
+pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let cache = state.cache.send(GetCacheStats).await?;
+    let consumer = state.reader.send(GetReaderStats).await?;
+    // The table count is the truth across restarts; null while the database is down.
+    let stored_total = state.db.send(CountOrders).await?.ok();
+    let rejected: serde_json::Map<String, serde_json::Value> = RejectReason::ALL
+        .iter()
+        .map(|r| {
+            let n = METRICS.dead_letters.with_label_values(&[r.as_str()]).get();
+            (r.as_str().to_string(), json!(n))
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "uptime_seconds": state.health.uptime_seconds(),
+        "orders_stored": stored_total,
+        "since_start": {
+            "messages_consumed": METRICS.messages_consumed.get(),
+            "orders_stored": METRICS.orders_stored.get(),
+            "duplicates": METRICS.duplicates.get(),
+            "conflicts": METRICS.dead_letters.with_label_values(&["conflict"]).get(),
+            "rejected_by_reason": rejected,
+            "dlq_published": METRICS.dlq_published.get(),
+            "db_retries": METRICS.db_retries.get(),
+        },
+        "cache": cache,
+        "consumer": consumer,
+        "health": state.health.report(),
+    })))
+}

@@ -1,0 +1,74 @@
+//! `/order/{order_uid}`, `/orders`, `/dead-letters`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::actors::cache_actor::{Get, Lookup};
+use crate::actors::db_reader::{RecentDeadLetters, RecentOrders};
+use crate::domain::rules::is_valid_order_uid;
+
+const DEFAULT_LIMIT: i64 = 20;
+const MAX_LIMIT: i64 = 1000;
+
+/// `GET /order/{order_uid}`: the order exactly as produced; `X-Cache: hit|miss`.
+pub async fn get_order(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let uid = req.match_info().get("order_uid").unwrap_or_default();
+    if !is_valid_order_uid(uid) {
+        let shown: String = uid.chars().take(80).collect();
+        return Err(ApiError::InvalidId(format!(
+            "{shown:?} is not an order id: expected 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'"
+        )));
+    }
+    let (json, cache) = match state.cache.send(Get { uid: uid.to_string() }).await? {
+        Lookup::Hit(json) => (json, "hit"),
+        Lookup::Miss(json) => (json, "miss"),
+        Lookup::NotFound => return Err(ApiError::NotFound(format!("no order with id {uid}"))),
+        Lookup::Unavailable(detail) => return Err(ApiError::Unavailable(detail)),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("X-Cache", cache))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(json))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LimitQuery {
+    limit: Option<String>,
+}
+
+impl LimitQuery {
+    fn limit(&self) -> Result<i64, ApiError> {
+        match &self.limit {
+            None => Ok(DEFAULT_LIMIT),
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+                _ => Err(ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                ))),
+            },
+        }
+    }
+}
+
+/// `GET /orders?limit=N`: newest stored orders, summarised.
+pub async fn recent_orders(
+    query: web::Query<LimitQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit()?;
+    let orders = state.db.send(RecentOrders { limit }).await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
+}
+
+/// `GET /dead-letters?limit=N`: newest rejected messages with reason and detail.
+pub async fn dead_letters(
+    query: web::Query<LimitQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit()?;
+    let letters = state.db.send(RecentDeadLetters { limit }).await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "dead_letters": letters })))
+}

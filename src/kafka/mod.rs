@@ -1,0 +1,205 @@
+//! Kafka plumbing: consumer configuration, the consumer context (rebalance, statistics,
+//! errors), the offset tracker and the DLQ publisher.
+
+pub mod dlq;
+pub mod offsets;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::config::KafkaConfig;
+use crate::health::Health;
+use crate::metrics::METRICS;
+use offsets::OffsetTracker;
+
+pub type OrdersConsumer = StreamConsumer<ReaderContext>;
+
+/// Position and lag of one partition, from librdkafka statistics (for `/stats`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PartitionPosition {
+    pub partition: i32,
+    /// Next offset the consumer will hand to the application.
+    pub position: i64,
+    /// Last committed offset in the group.
+    pub committed: i64,
+    pub high_watermark: i64,
+    pub lag: i64,
+}
+
+/// State shared by the reader actor and the rebalance callbacks, which librdkafka runs inside
+/// `recv()` on the reader's own thread. A std `Mutex`, held only for short non-async
+/// sections, never across an await.
+#[derive(Debug, Default)]
+pub struct ReaderState {
+    pub tracker: OffsetTracker,
+    /// Assignment generation: completions from an older one are ignored.
+    pub epoch: u64,
+    /// Whether the reader wants its partitions paused (applied to new assignments too).
+    pub paused: bool,
+    pub positions: BTreeMap<i32, PartitionPosition>,
+}
+
+pub struct ReaderContext {
+    topic: String,
+    state: Arc<Mutex<ReaderState>>,
+    health: Arc<Health>,
+}
+
+impl ReaderContext {
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, ReaderState> {
+        lock(&self.state)
+    }
+}
+
+/// Locks the shared state; a poisoned lock (a panic elsewhere) still holds valid data.
+pub fn lock(state: &Mutex<ReaderState>) -> MutexGuard<'_, ReaderState> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ClientContext for ReaderContext {
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.health.set_kafka_up(up);
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let mut state = self.state();
+        state.positions.clear();
+        for p in topic.partitions.values().filter(|p| p.partition >= 0 && p.desired) {
+            METRICS
+                .consumer_lag
+                .with_label_values(&[&p.partition.to_string()])
+                .set(p.consumer_lag.max(0));
+            state.positions.insert(
+                p.partition,
+                PartitionPosition {
+                    partition: p.partition,
+                    position: p.app_offset,
+                    committed: p.committed_offset,
+                    high_watermark: p.hi_offset,
+                    lag: p.consumer_lag,
+                },
+            );
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.health.set_kafka_up(false);
+        }
+        log::warn!("kafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for ReaderContext {
+    /// Before partitions are taken away: commit what is done on them, synchronously, and
+    /// forget them. Their messages still being written finish later under an old epoch and
+    /// are ignored; whoever gets the partition next reads them again (duplicates, by design).
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let mut commit = TopicPartitionList::new();
+        {
+            let mut state = self.state();
+            state.epoch += 1;
+            for elem in revoked.elements_for_topic(&self.topic) {
+                if let Some(next) = state.tracker.forget(elem.partition()) {
+                    let _ = commit.add_partition_offset(&self.topic, elem.partition(), Offset::Offset(next));
+                }
+            }
+        }
+        if commit.count() > 0 {
+            match consumer.commit(&commit, CommitMode::Sync) {
+                Ok(()) => log::info!("committed revoked partitions: {commit:?}"),
+                Err(e) => log::warn!("commit on revoke failed ({e}); those messages will be delivered again"),
+            }
+        }
+        log::info!("partitions revoked: {}", describe(revoked));
+    }
+
+    /// New partitions: a fresh epoch; keep them paused if the reader is paused.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let paused = {
+                    let mut state = self.state();
+                    state.epoch += 1;
+                    for elem in assigned.elements_for_topic(&self.topic) {
+                        state.tracker.forget(elem.partition());
+                    }
+                    state.paused
+                };
+                if paused && let Err(e) = consumer.pause(assigned) {
+                    log::warn!("could not pause newly assigned partitions: {e}");
+                }
+                log::info!("partitions assigned: {}", describe(assigned));
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => log::warn!("rebalance error: {e}"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result
+            && !matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))
+        {
+            log::warn!("offset commit failed: {e} ({offsets:?})");
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Builds the consumer and subscribes it.
+///
+/// At-least-once: offsets are *stored* by the reader only for finished messages
+/// (`enable.auto.offset.store=false`); librdkafka commits stored offsets every second, on
+/// revoke and on close; the reader also commits synchronously at shutdown.
+pub fn consumer(
+    config: &KafkaConfig,
+    state: Arc<Mutex<ReaderState>>,
+    health: Arc<Health>,
+) -> KafkaResult<Arc<OrdersConsumer>> {
+    let context = ReaderContext {
+        topic: config.topic.clone(),
+        state,
+        health,
+    };
+    let consumer: OrdersConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set("heartbeat.interval.ms", (config.session_timeout_ms / 5).to_string())
+        .set("statistics.interval.ms", "1000")
+        .set("queued.max.messages.kbytes", "65536")
+        .set("fetch.wait.max.ms", "100")
+        .set("partition.assignment.strategy", "roundrobin")
+        .create_with_context(context)?;
+    consumer.subscribe(&[&config.topic])?;
+    Ok(Arc::new(consumer))
+}
