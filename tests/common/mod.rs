@@ -1,0 +1,450 @@
+//! Shared support for the integration tests: a fresh database and topic per test, the real
+//! service binary started as a child process on port 0, the emulator, and database checks.
+//!
+//! The tests need the real PostgreSQL and Kafka that `scripts/test` starts; it exports
+//! `TEST_ADMIN_DATABASE_URL`, `TEST_KAFKA_BROKERS` and `TEST_INFRA_DIR`.
+
+#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests through scripts/test, which starts PostgreSQL and Kafka")
+    })
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn shared_model() -> serde_json::Value {
+    let path = repo_root().join("../shared/model.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("model.json parses")
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos();
+    format!("{name}_{}_{nanos:x}", std::process::id())
+}
+
+/// A test's own database, topic and consumer group.
+pub struct TestEnv {
+    pub name: String,
+    pub database_url: String,
+    pub brokers: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub group: String,
+    pub infra_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> Self {
+        let id = unique(name);
+        let admin_url = env("TEST_ADMIN_DATABASE_URL");
+        let brokers = env("TEST_KAFKA_BROKERS");
+        let infra_dir = PathBuf::from(env("TEST_INFRA_DIR"));
+        let mut admin = AsyncPgConnection::establish(&admin_url)
+            .await
+            .expect("connect as admin");
+        let db = format!("t_{id}").to_lowercase();
+        sql_query(format!("CREATE DATABASE \"{db}\" OWNER orders_app"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let database_url = admin_url
+            .replace("postgres:postgres@", "orders_app:orders_app@")
+            .rsplit_once('/')
+            .map(|(base, _)| format!("{base}/{db}"))
+            .expect("url has a path");
+        let topic = format!("orders_{id}");
+        let dlq_topic = format!("{topic}.dlq");
+        create_topics(&brokers, &[(&topic, 6), (&dlq_topic, 1)]).await;
+        let log_dir = repo_root().join("target/test-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        Self {
+            name: id.clone(),
+            database_url,
+            brokers,
+            topic,
+            dlq_topic,
+            group: format!("group_{id}"),
+            infra_dir,
+            log_dir,
+        }
+    }
+
+    /// The service's environment for this test.
+    pub fn service_env(&self) -> Vec<(String, String)> {
+        [
+            ("DATABASE_URL", self.database_url.as_str()),
+            ("KAFKA_BROKERS", &self.brokers),
+            ("KAFKA_TOPIC", &self.topic),
+            ("KAFKA_DLQ_TOPIC", &self.dlq_topic),
+            ("KAFKA_GROUP_ID", &self.group),
+            ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("SHUTDOWN_TIMEOUT_MS", "10000"),
+            ("DB_RETRY_MAX_BACKOFF_MS", "500"),
+            ("RUST_LOG", "info,librdkafka=warn,rdkafka=warn"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    pub async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.database_url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Runs the emulator to completion with these extra arguments.
+    pub fn emulate(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_emulator"))
+            .args(["--brokers", &self.brokers, "--topic", &self.topic, "--quiet"])
+            .args(args)
+            .output()
+            .expect("run the emulator");
+        assert!(
+            out.status.success(),
+            "emulator failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Produces raw messages (key, payload) synchronously.
+    pub async fn produce(&self, messages: &[(&str, Vec<u8>)]) {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        for (key, payload) in messages {
+            producer
+                .send(
+                    FutureRecord::to(&self.topic).key(*key).payload(payload.as_slice()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("delivered");
+        }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.log_dir.join(format!("{}-{file}", self.name))
+    }
+
+    /// Committed offsets of this test's group, per partition (next offset to read).
+    pub fn committed(&self) -> BTreeMap<i32, i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..6 {
+            tpl.add_partition(&self.topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// High watermarks of the topic, per partition.
+    pub fn end_offsets(&self) -> BTreeMap<i32, i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()
+            .expect("consumer");
+        (0..6)
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                (p, high)
+            })
+            .collect()
+    }
+
+    /// Every message of the DLQ topic: (key, reason header, payload).
+    pub fn read_dlq(&self, expected: usize) -> Vec<(Option<String>, HashMap<String, String>)> {
+        use rdkafka::message::{Headers, Message};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("{}_dlq_reader", self.group))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[&self.dlq_topic]).expect("subscribe");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while out.len() < expected && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let mut headers = HashMap::new();
+                if let Some(h) = m.headers() {
+                    for header in h.iter() {
+                        headers.insert(
+                            header.key.to_string(),
+                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                out.push((m.key().map(|k| String::from_utf8_lossy(k).into_owned()), headers));
+            }
+        }
+        out
+    }
+}
+
+pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))))
+        .await
+        .expect("create topics");
+    for r in results {
+        if let Err((topic, e)) = r {
+            panic!("create topic {topic}: {e}");
+        }
+    }
+}
+
+/// The service binary running as a child process.
+pub struct Service {
+    child: Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Service {
+    /// Starts the service and waits until it prints its address (start-up done: migrations,
+    /// warm-up, HTTP bound).
+    pub fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Service {
+        Self::try_start(env, extra, Duration::from_secs(60)).expect("service starts")
+    }
+
+    pub fn try_start(env: &TestEnv, extra: &[(&str, &str)], timeout: Duration) -> Result<Service, String> {
+        let mut n = 0;
+        let log = loop {
+            let p = env.path(&format!("service-{n}.log"));
+            if !p.exists() {
+                break p;
+            }
+            n += 1;
+        };
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders-service"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for (k, v) in env.service_env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("orders-service listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(base) => Ok(Service { child, base, log }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "service did not start within {timeout:?}; log {}:\n{}",
+                    log.display(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the crash the service must survive.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the exit, at most `timeout`.
+    pub fn terminate(mut self, timeout: Duration) -> Option<ExitStatus> {
+        signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// Runs one of the infrastructure scripts (`pg stop DIR`, `kafka kill DIR` …).
+pub fn infra(env: &TestEnv, script: &str, action: &str, component: &str) {
+    let status = Command::new(repo_root().join("scripts").join(script))
+        .arg(action)
+        .arg(env.infra_dir.join(component))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run infra script");
+    assert!(status.success(), "scripts/{script} {action} failed");
+}
+
+#[derive(QueryableByName, Debug)]
+pub struct UidCount {
+    #[diesel(sql_type = Text)]
+    pub order_uid: String,
+    #[diesel(sql_type = BigInt)]
+    pub items: i64,
+}
+
+/// Every stored order with its item count.
+pub async fn stored_orders(conn: &mut AsyncPgConnection) -> Vec<UidCount> {
+    sql_query(
+        "SELECT o.order_uid, count(i.position) AS items FROM orders o \
+         LEFT JOIN items i ON i.order_id = o.id GROUP BY o.order_uid",
+    )
+    .load(conn)
+    .await
+    .expect("stored orders")
+}
+
+#[derive(QueryableByName, Debug)]
+pub struct LetterRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub order_uid: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub reason: String,
+}
+
+pub async fn dead_letters(conn: &mut AsyncPgConnection) -> Vec<LetterRow> {
+    sql_query("SELECT order_uid, reason FROM dead_letters")
+        .load(conn)
+        .await
+        .expect("dead letters")
+}
+
+pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let rows: Vec<N> = sql_query(sql).load(conn).await.expect("count query");
+    rows.into_iter().next().map_or(0, |r| r.n)
+}
+
+/// Polls `check` until it returns true or `timeout` passes; returns whether it did.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads an emulator `--uids-out` file: uid → item count.
+pub fn read_uids(path: &Path) -> HashMap<String, i64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (uid, items) = l.split_once('\t').expect("uid<TAB>items");
+            (uid.to_string(), items.trim().parse().expect("item count"))
+        })
+        .collect()
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
