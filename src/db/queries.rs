@@ -41,10 +41,7 @@ async fn write_batch_in_transaction(
     batch: &[Incoming],
 ) -> QueryResult<Vec<Outcome>> {
     let candidates = insert_candidates(batch);
-    let valid = |i: usize| match &batch[i].verdict {
-        Ok(v) => Some(v),
-        Err(_) => None,
-    };
+    let valid = |i: usize| batch[i].verdict.as_ref().ok();
     let chosen: Vec<(usize, &crate::domain::ValidOrder)> = candidates
         .iter()
         .filter_map(|&i| valid(i).map(|v| (i, v)))

@@ -448,3 +448,81 @@ pub fn http() -> reqwest::Client {
         .build()
         .expect("http client")
 }
+
+/// Starts the emulator in the background (for faults injected while it produces).
+pub fn spawn_emulator(env: &TestEnv, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_emulator"))
+        .args(["--brokers", &env.brokers, "--topic", &env.topic, "--quiet"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the emulator")
+}
+
+/// Waits for a background emulator and asserts it succeeded.
+pub fn finish_emulator(child: Child) -> String {
+    let out = child.wait_with_output().expect("emulator output");
+    assert!(
+        out.status.success(),
+        "emulator failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Reads an emulator `--rejects-out` file: (uid or key, expected reason).
+pub fn read_rejects(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (key, reason) = l.split_once('\t').expect("key<TAB>reason");
+            (key.to_string(), reason.trim().to_string())
+        })
+        .collect()
+}
+
+/// Waits until the group has committed the whole topic and returns the final counts.
+pub async fn wait_until_drained(env: &TestEnv, timeout: Duration) -> bool {
+    let end = env.end_offsets();
+    eventually(timeout, || async {
+        let committed = env.committed();
+        end.iter().all(|(p, high)| *high == 0 || committed.get(p) == Some(high))
+    })
+    .await
+}
+
+/// The checks every fault test ends with: the stored orders are exactly the valid orders
+/// produced, each once, with their exact item counts, and no valid order was dead-lettered.
+pub async fn assert_exactly_the_valid_orders_are_stored(env: &TestEnv, uids_file: &Path) {
+    let expected = read_uids(uids_file);
+    assert!(!expected.is_empty(), "the emulator reported no valid orders");
+    let mut conn = env.db().await;
+    let stored = stored_orders(&mut conn).await;
+    let stored_map: HashMap<String, i64> =
+        stored.iter().map(|r| (r.order_uid.clone(), r.items)).collect();
+    assert_eq!(stored.len(), stored_map.len(), "an order_uid is stored twice");
+    let missing: Vec<&String> = expected.keys().filter(|u| !stored_map.contains_key(*u)).collect();
+    let unexpected: Vec<&String> = stored_map.keys().filter(|u| !expected.contains_key(*u)).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "{} valid orders missing (e.g. {:?}), {} unexpected stored (e.g. {:?})",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>(),
+        unexpected.len(),
+        unexpected.iter().take(5).collect::<Vec<_>>()
+    );
+    for (uid, items) in &expected {
+        assert_eq!(stored_map[uid], *items, "item count of {uid}");
+    }
+    let wrongly_rejected: Vec<LetterRow> = dead_letters(&mut conn)
+        .await
+        .into_iter()
+        .filter(|l| l.reason != "conflict")
+        .filter(|l| l.order_uid.as_ref().is_some_and(|u| expected.contains_key(u)))
+        .collect();
+    assert!(wrongly_rejected.is_empty(), "valid orders dead-lettered: {wrongly_rejected:?}");
+}
