@@ -60,6 +60,10 @@ async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
     eprintln!("ingestion resumed {resumed_after:?} after PostgreSQL came back");
 
     finish_emulator(producer);
+    // The order produced before the stream is expected too.
+    let mut list = std::fs::read_to_string(&uids).expect("uids");
+    list.push_str("b563feb7b2b84b6test\t1\n");
+    std::fs::write(&uids, list).expect("uids");
     assert!(wait_until_drained(&env, Duration::from_secs(120)).await, "not drained; log:\n{}", service.log_text());
     assert_exactly_the_valid_orders_are_stored(&env, &uids).await;
     assert!(
