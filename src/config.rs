@@ -71,8 +71,7 @@ impl Config {
             "DATABASE_URL",
             "postgres://orders_app:orders_app@127.0.0.1:54329/orders",
         )?;
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://"))
-        {
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError::Invalid {
                 name: "DATABASE_URL",
                 value: database_url,
@@ -88,7 +87,11 @@ impl Config {
                 topic: vars.non_empty("KAFKA_TOPIC", "orders")?,
                 group_id: vars.non_empty("KAFKA_GROUP_ID", "orders-service")?,
                 dlq_topic: (!dlq.trim().is_empty()).then(|| dlq.trim().to_string()),
-                session_timeout_ms: vars.number("KAFKA_SESSION_TIMEOUT_MS", 10_000, 6_000..=300_000)?,
+                session_timeout_ms: vars.number(
+                    "KAFKA_SESSION_TIMEOUT_MS",
+                    10_000,
+                    6_000..=300_000,
+                )?,
             },
             ingest: IngestConfig {
                 max_payload_bytes: vars.number("MAX_PAYLOAD_BYTES", 64 * 1024, 1024..=16 << 20)?,

@@ -27,7 +27,10 @@ pub struct Incoming {
 
 impl Incoming {
     pub fn order_uid(&self) -> Option<&str> {
-        self.verdict.as_ref().ok().map(|v| v.order.order_uid.as_str())
+        self.verdict
+            .as_ref()
+            .ok()
+            .map(|v| v.order.order_uid.as_str())
     }
 }
 
@@ -110,9 +113,7 @@ pub fn conflict(uid: &str) -> Rejection {
     Rejection::new(
         RejectReason::Conflict,
         Some("order_uid".into()),
-        format!(
-            "order {uid} is already stored with different content; the stored order is kept"
-        ),
+        format!("order {uid} is already stored with different content; the stored order is kept"),
     )
 }
 
@@ -175,9 +176,7 @@ mod tests {
         let inserted = HashSet::from(["a".to_string()]);
         let out = decide(&batch, &inserted, &HashMap::new());
         assert_eq!(out[0], Outcome::Stored);
-        assert!(
-            matches!(&out[1], Outcome::DeadLettered(r) if r.reason == RejectReason::Conflict)
-        );
+        assert!(matches!(&out[1], Outcome::DeadLettered(r) if r.reason == RejectReason::Conflict));
     }
 
     #[test]
@@ -186,12 +185,8 @@ mod tests {
         let batch = vec![order("a", 0), order("a", 7), bad()];
         let existing = HashMap::from([("a".to_string(), hash(&stored))]);
         let out = decide(&batch, &HashSet::new(), &existing);
-        assert!(
-            matches!(&out[0], Outcome::DeadLettered(r) if r.reason == RejectReason::Conflict)
-        );
+        assert!(matches!(&out[0], Outcome::DeadLettered(r) if r.reason == RejectReason::Conflict));
         assert_eq!(out[1], Outcome::Duplicate);
-        assert!(
-            matches!(&out[2], Outcome::DeadLettered(r) if r.reason == RejectReason::Malformed)
-        );
+        assert!(matches!(&out[2], Outcome::DeadLettered(r) if r.reason == RejectReason::Malformed));
     }
 }

@@ -22,7 +22,11 @@ fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         Some("migrate") => match db::run_migrations(&config.database_url) {
             Ok(applied) => {
-                println!("applied {} migration(s): {}", applied.len(), applied.join(", "));
+                println!(
+                    "applied {} migration(s): {}",
+                    applied.len(),
+                    applied.join(", ")
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -46,7 +50,9 @@ fn main() -> ExitCode {
             std::process::exit(code)
         }
         Some(other) => {
-            eprintln!("orders-service: unknown command {other:?}; usage: orders-service [serve|migrate]");
+            eprintln!(
+                "orders-service: unknown command {other:?}; usage: orders-service [serve|migrate]"
+            );
             ExitCode::from(2)
         }
     }

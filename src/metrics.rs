@@ -1,5 +1,5 @@
 //! Every metric the service exports, in one place, each with the line that documents it.
-//! Served at `/metrics` together with the HTTP metrics of actix-web-prom (`orders_http_*`),
+//! Served at `/metrics` together with the HTTP metrics of actix-web-prom (`orders_http_requests_total`, `orders_http_requests_duration_seconds`),
 //! from one registry. `/stats` reads the same values.
 
 use std::sync::LazyLock;
@@ -64,32 +64,42 @@ pub struct Metrics {
 // error caught by the first test that touches METRICS.
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
         .expect("valid metric");
-    registry.register(Box::new(h.clone())).expect("unique metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
     h
 }
 
@@ -97,31 +107,127 @@ impl Metrics {
     fn new() -> Self {
         let r = Registry::new();
         Metrics {
-            messages_consumed: counter(&r, "orders_messages_consumed_total", "Kafka messages received from the orders topic."),
-            orders_stored: counter(&r, "orders_stored_total", "Orders newly stored in PostgreSQL."),
-            duplicates: counter(&r, "orders_duplicates_total", "Messages whose order was already stored with the same content."),
-            validation_failures: counter_vec(&r, "orders_validation_failures_total", "Messages rejected by validation, by reason.", "reason"),
-            dead_letters: counter_vec(&r, "orders_dead_letters_total", "Messages kept in dead_letters, by reason.", "reason"),
-            dlq_published: counter(&r, "orders_dlq_published_total", "Dead letters published to the DLQ topic."),
-            dlq_errors: counter(&r, "orders_dlq_errors_total", "Failed attempts to publish to the DLQ topic (retried)."),
-            db_write_seconds: histogram(&r, "orders_db_write_seconds", "Duration of one write transaction, in seconds.",
-                vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-            db_batch_size: histogram(&r, "orders_db_batch_size", "Messages per write transaction.",
-                vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0]),
-            db_retries: counter(&r, "orders_db_retries_total", "Write transactions that failed transiently and were retried."),
-            in_flight: gauge(&r, "orders_in_flight", "Messages handed to writers and not yet acknowledged."),
-            consumer_paused: gauge(&r, "orders_consumer_paused", "1 while the reader has paused its partitions."),
-            consumer_lag: gauge_vec(&r, "orders_consumer_lag", "Consumer lag per partition (librdkafka statistics).", "partition"),
-            committed_offset: gauge_vec(&r, "orders_committed_offset", "Next offset to commit per partition.", "partition"),
-            cache_hits: counter(&r, "orders_cache_hits_total", "Order lookups answered from the cache."),
-            cache_misses: counter(&r, "orders_cache_misses_total", "Order lookups that went to the database."),
-            cache_evictions: counter(&r, "orders_cache_evictions_total", "Entries evicted to stay under CACHE_MAX_BYTES."),
+            messages_consumed: counter(
+                &r,
+                "orders_messages_consumed_total",
+                "Kafka messages received from the orders topic.",
+            ),
+            orders_stored: counter(
+                &r,
+                "orders_stored_total",
+                "Orders newly stored in PostgreSQL.",
+            ),
+            duplicates: counter(
+                &r,
+                "orders_duplicates_total",
+                "Messages whose order was already stored with the same content.",
+            ),
+            validation_failures: counter_vec(
+                &r,
+                "orders_validation_failures_total",
+                "Messages rejected by validation, by reason.",
+                "reason",
+            ),
+            dead_letters: counter_vec(
+                &r,
+                "orders_dead_letters_total",
+                "Messages kept in dead_letters, by reason.",
+                "reason",
+            ),
+            dlq_published: counter(
+                &r,
+                "orders_dlq_published_total",
+                "Dead letters published to the DLQ topic.",
+            ),
+            dlq_errors: counter(
+                &r,
+                "orders_dlq_errors_total",
+                "Failed attempts to publish to the DLQ topic (retried).",
+            ),
+            db_write_seconds: histogram(
+                &r,
+                "orders_db_write_seconds",
+                "Duration of one write transaction, in seconds.",
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
+            db_batch_size: histogram(
+                &r,
+                "orders_db_batch_size",
+                "Messages per write transaction.",
+                vec![
+                    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                ],
+            ),
+            db_retries: counter(
+                &r,
+                "orders_db_retries_total",
+                "Write transactions that failed transiently and were retried.",
+            ),
+            in_flight: gauge(
+                &r,
+                "orders_in_flight",
+                "Messages handed to writers and not yet acknowledged.",
+            ),
+            consumer_paused: gauge(
+                &r,
+                "orders_consumer_paused",
+                "1 while the reader has paused its partitions.",
+            ),
+            consumer_lag: gauge_vec(
+                &r,
+                "orders_consumer_lag",
+                "Consumer lag per partition (librdkafka statistics).",
+                "partition",
+            ),
+            committed_offset: gauge_vec(
+                &r,
+                "orders_committed_offset",
+                "Next offset to commit per partition.",
+                "partition",
+            ),
+            cache_hits: counter(
+                &r,
+                "orders_cache_hits_total",
+                "Order lookups answered from the cache.",
+            ),
+            cache_misses: counter(
+                &r,
+                "orders_cache_misses_total",
+                "Order lookups that went to the database.",
+            ),
+            cache_evictions: counter(
+                &r,
+                "orders_cache_evictions_total",
+                "Entries evicted to stay under CACHE_MAX_BYTES.",
+            ),
             cache_entries: gauge(&r, "orders_cache_entries", "Orders currently cached."),
-            cache_bytes: gauge(&r, "orders_cache_bytes", "Bytes the cache accounts for (keys plus JSON)."),
-            warmup_orders: gauge(&r, "orders_warmup_orders", "Orders loaded into the cache at start-up."),
-            warmup_millis: gauge(&r, "orders_warmup_milliseconds", "Duration of the start-up warm-up, in milliseconds."),
-            db_up: gauge(&r, "orders_db_up", "1 when the last database probe succeeded."),
-            kafka_up: gauge(&r, "orders_kafka_up", "1 when librdkafka reports a broker up."),
+            cache_bytes: gauge(
+                &r,
+                "orders_cache_bytes",
+                "Bytes the cache accounts for (keys plus JSON).",
+            ),
+            warmup_orders: gauge(
+                &r,
+                "orders_warmup_orders",
+                "Orders loaded into the cache at start-up.",
+            ),
+            warmup_millis: gauge(
+                &r,
+                "orders_warmup_milliseconds",
+                "Duration of the start-up warm-up, in milliseconds.",
+            ),
+            db_up: gauge(
+                &r,
+                "orders_db_up",
+                "1 when the last database probe succeeded.",
+            ),
+            kafka_up: gauge(
+                &r,
+                "orders_kafka_up",
+                "1 when librdkafka reports a broker up.",
+            ),
             registry: r,
         }
     }

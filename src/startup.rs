@@ -62,8 +62,9 @@ impl Application {
         let state = Arc::new(Mutex::new(ReaderState::default()));
         let consumer = kafka::consumer(&config.kafka, state.clone(), health.clone())
             .context("Failed to create the Kafka consumer (KAFKA_BROKERS)")?;
-        let reader =
-            KafkaReader::new(consumer.clone(), state, config.ingest.max_in_flight).start();
+        // Know Kafka's state before reporting ready; statistics take over from here.
+        health.set_kafka_up(probe_kafka(&consumer, &config.kafka.topic).await);
+        let reader = KafkaReader::new(consumer.clone(), state, config.ingest.max_in_flight).start();
         let dlq = match &config.kafka.dlq_topic {
             Some(topic) => Some(
                 DlqPublisher::new(&config.kafka.brokers, topic, &config.kafka.topic)
@@ -89,9 +90,10 @@ impl Application {
                 dlq.clone(),
                 health.clone(),
             );
-            writers.push(OrderWriter::start_in_arbiter(&arbiter.handle(), move |_| {
-                OrderWriter::new(id, settings, reader, cache, dlq, health)
-            }));
+            writers.push(OrderWriter::start_in_arbiter(
+                &arbiter.handle(),
+                move |_| OrderWriter::new(id, settings, reader, cache, dlq, health),
+            ));
             arbiters.push(arbiter);
         }
         // The reader starts fetching once it knows its writers.
@@ -128,10 +130,7 @@ impl Application {
     /// Serves until `shutdown` completes, then stops in order, every wait bounded:
     /// stop fetching → let in-flight writes finish (up to SHUTDOWN_TIMEOUT_MS) → commit
     /// synchronously → leave the group → stop the HTTP server gracefully.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
         tokio::select! {
@@ -141,7 +140,10 @@ impl Application {
                 anyhow::bail!("the HTTP server stopped on its own");
             }
         }
-        log::info!("shutting down: draining in-flight writes (up to {:?})", self.shutdown_timeout);
+        log::info!(
+            "shutting down: draining in-flight writes (up to {:?})",
+            self.shutdown_timeout
+        );
         let report = self
             .reader
             .send(Shutdown {
@@ -161,13 +163,39 @@ impl Application {
     }
 }
 
+/// Asks the brokers for the topic's metadata (a blocking librdkafka call, so on a thread).
+async fn probe_kafka(consumer: &Arc<OrdersConsumer>, topic: &str) -> bool {
+    let (consumer, topic) = (consumer.clone(), topic.to_string());
+    let probe = tokio::task::spawn_blocking(move || {
+        consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(5))
+            .map(|m| {
+                let partitions = m.topics().first().map_or(0, |t| t.partitions().len());
+                if partitions == 0 {
+                    log::warn!("topic {topic} does not exist yet: waiting for it to be created");
+                }
+            })
+    });
+    match probe.await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            log::warn!("kafka is not reachable yet ({e}); ingestion starts when it is");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
 /// Unsubscribes and keeps polling briefly so the revoke runs and the group learns at once
 /// that this member left (instead of waiting for its session to time out).
 async fn leave_group(consumer: &OrdersConsumer) {
     consumer.unsubscribe();
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        let empty = consumer.assignment().map(|a| a.count() == 0).unwrap_or(true);
+        let empty = consumer
+            .assignment()
+            .map(|a| a.count() == 0)
+            .unwrap_or(true);
         if empty {
             break;
         }

@@ -13,7 +13,18 @@ async fn killing_and_restarting_the_broker_loses_nothing() {
     let uids = env.path("uids.tsv");
     let producer = spawn_emulator(
         &env,
-        &["--count", "15000", "--rate", "1500", "--invalid-ratio", "0.02", "--message-timeout-ms", "120000", "--uids-out", uids.to_str().expect("path")],
+        &[
+            "--count",
+            "15000",
+            "--rate",
+            "1500",
+            "--invalid-ratio",
+            "0.02",
+            "--message-timeout-ms",
+            "120000",
+            "--uids-out",
+            uids.to_str().expect("path"),
+        ],
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
     infra(&env, "kafka", "kill", "kafka");

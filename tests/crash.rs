@@ -16,13 +16,20 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let producer = spawn_emulator(
         &env,
         &[
-            "--count", "24000",
-            "--rate", "2000",
-            "--invalid-ratio", "0.05",
-            "--duplicate-ratio", "0.02",
-            "--conflict-ratio", "0.005",
-            "--uids-out", uids.to_str().expect("path"),
-            "--rejects-out", rejects.to_str().expect("path"),
+            "--count",
+            "24000",
+            "--rate",
+            "2000",
+            "--invalid-ratio",
+            "0.05",
+            "--duplicate-ratio",
+            "0.02",
+            "--conflict-ratio",
+            "0.005",
+            "--uids-out",
+            uids.to_str().expect("path"),
+            "--rejects-out",
+            rejects.to_str().expect("path"),
         ],
     );
 
@@ -42,15 +49,30 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 
     let service = Service::start(&env, &[]);
     let drained = wait_until_drained(&env, Duration::from_secs(180)).await;
-    assert!(drained, "the topic was not fully committed; log:\n{}", service.log_text());
+    assert!(
+        drained,
+        "the topic was not fully committed; log:\n{}",
+        service.log_text()
+    );
     assert_exactly_the_valid_orders_are_stored(&env, &uids).await;
 
     // Every rejected message is kept exactly once, with the reason the emulator intended.
     let expected_rejects = read_rejects(&rejects);
     let mut conn = env.db().await;
     let letters = dead_letters(&mut conn).await;
-    assert_eq!(letters.len(), expected_rejects.len(), "dead letters vs rejected messages produced");
-    for reason in ["malformed", "too_large", "schema", "invalid", "inconsistent", "conflict"] {
+    assert_eq!(
+        letters.len(),
+        expected_rejects.len(),
+        "dead letters vs rejected messages produced"
+    );
+    for reason in [
+        "malformed",
+        "too_large",
+        "schema",
+        "invalid",
+        "inconsistent",
+        "conflict",
+    ] {
         let want = expected_rejects.iter().filter(|(_, r)| r == reason).count();
         let got = letters.iter().filter(|l| l.reason == reason).count();
         assert_eq!(got, want, "dead letters with reason {reason}");

@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 use common::*;
 
 async fn status(client: &reqwest::Client, url: &str) -> u16 {
-    client.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+    client
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -19,15 +24,32 @@ async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
     let client = http();
 
     // An order cached before the outage.
-    env.produce(&[("b563feb7b2b84b6test", serde_json::to_vec(&shared_model()).expect("json"))])
-        .await;
+    env.produce(&[(
+        "b563feb7b2b84b6test",
+        serde_json::to_vec(&shared_model()).expect("json"),
+    )])
+    .await;
     let order_url = service.url("/order/b563feb7b2b84b6test");
-    assert!(eventually(Duration::from_secs(30), || async { status(&client, &order_url).await == 200 }).await);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            status(&client, &order_url).await == 200
+        })
+        .await
+    );
 
     let uids = env.path("uids.tsv");
     let producer = spawn_emulator(
         &env,
-        &["--count", "20000", "--rate", "700", "--invalid-ratio", "0.02", "--uids-out", uids.to_str().expect("path")],
+        &[
+            "--count",
+            "20000",
+            "--rate",
+            "700",
+            "--invalid-ratio",
+            "0.02",
+            "--uids-out",
+            uids.to_str().expect("path"),
+        ],
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
 
@@ -35,15 +57,26 @@ async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
     let outage_started = Instant::now();
     let health_url = service.url("/health");
     assert!(
-        eventually(Duration::from_secs(10), || async { status(&client, &health_url).await == 503 }).await,
+        eventually(Duration::from_secs(10), || async {
+            status(&client, &health_url).await == 503
+        })
+        .await,
         "/health did not report the database outage"
     );
     // Cached reads keep working while the database is down.
     let res = client.get(&order_url).send().await.expect("request");
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.headers()["x-cache"], "hit");
-    let stats = client.get(service.url("/stats")).send().await.expect("stats");
-    assert_eq!(stats.status().as_u16(), 200, "/stats must answer during an outage");
+    let stats = client
+        .get(service.url("/stats"))
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(
+        stats.status().as_u16(),
+        200,
+        "/stats must answer during an outage"
+    );
 
     tokio::time::sleep(Duration::from_secs(20).saturating_sub(outage_started.elapsed())).await;
     let stored_before = {
@@ -56,7 +89,10 @@ async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
     })
     .await;
     let resumed_after = back.elapsed();
-    assert!(resumed, "ingestion did not resume within 5 s of the database returning");
+    assert!(
+        resumed,
+        "ingestion did not resume within 5 s of the database returning"
+    );
     eprintln!("ingestion resumed {resumed_after:?} after PostgreSQL came back");
 
     finish_emulator(producer);
@@ -64,15 +100,26 @@ async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
     let mut list = std::fs::read_to_string(&uids).expect("uids");
     list.push_str("b563feb7b2b84b6test\t1\n");
     std::fs::write(&uids, list).expect("uids");
-    assert!(wait_until_drained(&env, Duration::from_secs(120)).await, "not drained; log:\n{}", service.log_text());
+    assert!(
+        wait_until_drained(&env, Duration::from_secs(120)).await,
+        "not drained; log:\n{}",
+        service.log_text()
+    );
     assert_exactly_the_valid_orders_are_stored(&env, &uids).await;
     assert!(
-        eventually(Duration::from_secs(10), || async { status(&client, &health_url).await == 200 }).await,
+        eventually(Duration::from_secs(10), || async {
+            status(&client, &health_url).await == 200
+        })
+        .await,
         "/health did not recover"
     );
     let mut conn = env.db().await;
     assert_eq!(
-        count(&mut conn, "SELECT count(*) AS n FROM dead_letters WHERE reason IN ('storage', 'conflict')").await,
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM dead_letters WHERE reason IN ('storage', 'conflict')"
+        )
+        .await,
         0,
         "the outage must not dead-letter anything"
     );

@@ -21,7 +21,11 @@ async fn wait_for_order(service: &Service, uid: &str) -> Value {
         get_json(service, &path).await.0 == 200
     })
     .await;
-    assert!(found, "order {uid} never became visible; log:\n{}", service.log_text());
+    assert!(
+        found,
+        "order {uid} never became visible; log:\n{}",
+        service.log_text()
+    );
     get_json(service, &path).await.1
 }
 
@@ -30,8 +34,11 @@ async fn model_json_round_trips_through_kafka_postgres_and_the_api() {
     let env = TestEnv::new("roundtrip").await;
     let service = Service::start(&env, &[]);
     let model = shared_model();
-    env.produce(&[("b563feb7b2b84b6test", serde_json::to_vec(&model).expect("json"))])
-        .await;
+    env.produce(&[(
+        "b563feb7b2b84b6test",
+        serde_json::to_vec(&model).expect("json"),
+    )])
+    .await;
 
     let served = wait_for_order(&service, "b563feb7b2b84b6test").await;
     assert_eq!(served, model, "the API must give model.json back unchanged");
@@ -43,12 +50,25 @@ async fn model_json_round_trips_through_kafka_postgres_and_the_api() {
         .expect("query")
         .expect("stored");
     assert_eq!(serde_json::to_value(&from_rows).expect("json"), model);
-    for (table, n) in [("orders", 1), ("deliveries", 1), ("payments", 1), ("items", 1)] {
-        assert_eq!(count(&mut conn, &format!("SELECT count(*) AS n FROM {table}")).await, n, "{table}");
+    for (table, n) in [
+        ("orders", 1),
+        ("deliveries", 1),
+        ("payments", 1),
+        ("items", 1),
+    ] {
+        assert_eq!(
+            count(&mut conn, &format!("SELECT count(*) AS n FROM {table}")).await,
+            n,
+            "{table}"
+        );
     }
     // Normalized with real types: the timestamp is a timestamptz, money is bigint.
     assert_eq!(
-        count(&mut conn, "SELECT extract(epoch FROM date_created)::bigint AS n FROM orders").await,
+        count(
+            &mut conn,
+            "SELECT extract(epoch FROM date_created)::bigint AS n FROM orders"
+        )
+        .await,
         1_637_907_739
     );
 }
@@ -74,13 +94,62 @@ async fn every_invalid_kind_is_dead_lettered_with_its_reason_and_committed() {
         ("m2", vec![0xff, 0xfe, 0x00, 0x7b], "malformed"),
         ("m3", b"[1, 2, 3]".to_vec(), "malformed"),
         ("too_big", huge, "too_large"),
-        ("s1", variant(|v| { v.as_object_mut().expect("obj").remove("payment"); v["order_uid"] = json!("s1"); }), "schema"),
-        ("s2", variant(|v| { v["items"][0]["price"] = json!("453"); v["order_uid"] = json!("s2"); }), "schema"),
-        ("i1", variant(|v| { v["delivery"]["phone"] = json!("call me"); v["order_uid"] = json!("i1"); }), "invalid"),
-        ("i2", variant(|v| { v["payment"]["currency"] = json!("usd"); v["order_uid"] = json!("i2"); }), "invalid"),
-        ("i3", variant(|v| { v["items"] = json!([]); v["order_uid"] = json!("i3"); }), "invalid"),
-        ("i4", variant(|v| { v["date_created"] = json!("yesterday"); v["order_uid"] = json!("i4"); }), "invalid"),
-        ("c1", variant(|v| { v["payment"]["amount"] = json!(1); v["order_uid"] = json!("c1"); }), "inconsistent"),
+        (
+            "s1",
+            variant(|v| {
+                v.as_object_mut().expect("obj").remove("payment");
+                v["order_uid"] = json!("s1");
+            }),
+            "schema",
+        ),
+        (
+            "s2",
+            variant(|v| {
+                v["items"][0]["price"] = json!("453");
+                v["order_uid"] = json!("s2");
+            }),
+            "schema",
+        ),
+        (
+            "i1",
+            variant(|v| {
+                v["delivery"]["phone"] = json!("call me");
+                v["order_uid"] = json!("i1");
+            }),
+            "invalid",
+        ),
+        (
+            "i2",
+            variant(|v| {
+                v["payment"]["currency"] = json!("usd");
+                v["order_uid"] = json!("i2");
+            }),
+            "invalid",
+        ),
+        (
+            "i3",
+            variant(|v| {
+                v["items"] = json!([]);
+                v["order_uid"] = json!("i3");
+            }),
+            "invalid",
+        ),
+        (
+            "i4",
+            variant(|v| {
+                v["date_created"] = json!("yesterday");
+                v["order_uid"] = json!("i4");
+            }),
+            "invalid",
+        ),
+        (
+            "c1",
+            variant(|v| {
+                v["payment"]["amount"] = json!(1);
+                v["order_uid"] = json!("c1");
+            }),
+            "inconsistent",
+        ),
     ];
     let mut messages: Vec<(&str, Vec<u8>)> =
         cases.iter().map(|(k, p, _)| (*k, p.clone())).collect();
@@ -88,23 +157,41 @@ async fn every_invalid_kind_is_dead_lettered_with_its_reason_and_committed() {
     env.produce(&messages).await;
 
     let served = wait_for_order(&service, "valid_neighbour").await;
-    assert_eq!(served, valid, "a valid order among invalid ones is stored unchanged");
+    assert_eq!(
+        served, valid,
+        "a valid order among invalid ones is stored unchanged"
+    );
 
     let mut conn = env.db().await;
     let all_in = eventually(Duration::from_secs(30), || async {
-        count(&mut env.db().await, "SELECT count(*) AS n FROM dead_letters").await == cases.len() as i64
+        count(
+            &mut env.db().await,
+            "SELECT count(*) AS n FROM dead_letters",
+        )
+        .await
+            == cases.len() as i64
     })
     .await;
-    assert!(all_in, "expected {} dead letters; log:\n{}", cases.len(), service.log_text());
+    assert!(
+        all_in,
+        "expected {} dead letters; log:\n{}",
+        cases.len(),
+        service.log_text()
+    );
     let letters = dead_letters(&mut conn).await;
     for (key, _, reason) in &cases {
         assert!(
-            letters.iter().any(|l| l.order_uid.as_deref() == Some(*key) && l.reason == *reason)
+            letters
+                .iter()
+                .any(|l| l.order_uid.as_deref() == Some(*key) && l.reason == *reason)
                 || (key.starts_with('m') && letters.iter().any(|l| l.reason == *reason)),
             "no dead letter {reason} for {key}: {letters:?}"
         );
     }
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM orders").await, 1);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM orders").await,
+        1
+    );
     // Detail and field path are kept.
     assert_eq!(
         count(&mut conn, "SELECT count(*) AS n FROM dead_letters WHERE reason = 'invalid' AND field = 'delivery.phone'").await,
@@ -115,7 +202,10 @@ async fn every_invalid_kind_is_dead_lettered_with_its_reason_and_committed() {
     let dlq = env.read_dlq(cases.len());
     assert_eq!(dlq.len(), cases.len(), "DLQ messages");
     for (_, headers) in &dlq {
-        assert!(headers.contains_key("reason") && headers.contains_key("source-offset"), "{headers:?}");
+        assert!(
+            headers.contains_key("reason") && headers.contains_key("source-offset"),
+            "{headers:?}"
+        );
     }
     let mut reasons: Vec<&str> = dlq.iter().map(|(_, h)| h["reason"].as_str()).collect();
     let mut expected: Vec<&str> = cases.iter().map(|(_, _, r)| *r).collect();
@@ -127,14 +217,23 @@ async fn every_invalid_kind_is_dead_lettered_with_its_reason_and_committed() {
     let end = env.end_offsets();
     let committed_all = eventually(Duration::from_secs(20), || async {
         let committed = env.committed();
-        end.iter().all(|(p, high)| *high == 0 || committed.get(p) == Some(high))
+        end.iter()
+            .all(|(p, high)| *high == 0 || committed.get(p) == Some(high))
     })
     .await;
-    assert!(committed_all, "committed {:?} vs end {:?}", env.committed(), end);
+    assert!(
+        committed_all,
+        "committed {:?} vs end {:?}",
+        env.committed(),
+        end
+    );
 
     let (status, stats) = get_json(&service, "/stats").await;
     assert_eq!(status, 200);
-    assert_eq!(stats["since_start"]["rejected_by_reason"]["malformed"], json!(3));
+    assert_eq!(
+        stats["since_start"]["rejected_by_reason"]["malformed"],
+        json!(3)
+    );
 }
 
 #[tokio::test]
@@ -152,7 +251,8 @@ async fn a_duplicate_is_counted_and_a_conflict_is_dead_lettered_without_overwrit
         v["payment"]["delivery_cost"] = json!(1600);
         v["payment"]["amount"] = json!(1917);
     });
-    env.produce(&[("b563feb7b2b84b6test", original.clone())]).await;
+    env.produce(&[("b563feb7b2b84b6test", original.clone())])
+        .await;
     wait_for_order(&service, "b563feb7b2b84b6test").await;
     env.produce(&[
         ("b563feb7b2b84b6test", original),
@@ -163,19 +263,40 @@ async fn a_duplicate_is_counted_and_a_conflict_is_dead_lettered_without_overwrit
 
     let mut conn = env.db().await;
     let conflicted = eventually(Duration::from_secs(30), || async {
-        count(&mut env.db().await, "SELECT count(*) AS n FROM dead_letters WHERE reason = 'conflict'").await == 1
+        count(
+            &mut env.db().await,
+            "SELECT count(*) AS n FROM dead_letters WHERE reason = 'conflict'",
+        )
+        .await
+            == 1
     })
     .await;
-    assert!(conflicted, "no conflict dead letter; log:\n{}", service.log_text());
+    assert!(
+        conflicted,
+        "no conflict dead letter; log:\n{}",
+        service.log_text()
+    );
     let counted = eventually(Duration::from_secs(10), || async {
         get_json(&service, "/stats").await.1["since_start"]["duplicates"] == json!(2)
     })
     .await;
     assert!(counted, "stats: {}", get_json(&service, "/stats").await.1);
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM orders").await, 1);
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM dead_letters").await, 1);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM orders").await,
+        1
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM dead_letters").await,
+        1
+    );
     // The stored order is the first one, in the cache and in the database.
-    assert_eq!(get_json(&service, "/order/b563feb7b2b84b6test").await.1, model);
-    let stored = queries::find_order(&mut conn, "b563feb7b2b84b6test").await.expect("query").expect("stored");
+    assert_eq!(
+        get_json(&service, "/order/b563feb7b2b84b6test").await.1,
+        model
+    );
+    let stored = queries::find_order(&mut conn, "b563feb7b2b84b6test")
+        .await
+        .expect("query")
+        .expect("stored");
     assert_eq!(serde_json::to_value(stored).expect("json"), model);
 }

@@ -25,13 +25,24 @@ async fn sigterm_drains_commits_exits_zero_and_a_restart_redelivers_nothing_stor
     let uids = env.path("uids.tsv");
     let producer = spawn_emulator(
         &env,
-        &["--count", "12000", "--rate", "2000", "--invalid-ratio", "0.03", "--uids-out", uids.to_str().expect("path")],
+        &[
+            "--count",
+            "12000",
+            "--rate",
+            "2000",
+            "--invalid-ratio",
+            "0.03",
+            "--uids-out",
+            uids.to_str().expect("path"),
+        ],
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let log = service.log.clone();
     let asked = Instant::now();
-    let status = service.terminate(Duration::from_secs(20)).expect("exited before the deadline");
+    let status = service
+        .terminate(Duration::from_secs(20))
+        .expect("exited before the deadline");
     let took = asked.elapsed();
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "exit status {status}; log:\n{log_text}");
@@ -50,7 +61,10 @@ async fn sigterm_drains_commits_exits_zero_and_a_restart_redelivers_nothing_stor
     .load(&mut conn)
     .await
     .expect("highest written offsets");
-    assert!(!highest.is_empty(), "nothing was written before the SIGTERM");
+    assert!(
+        !highest.is_empty(),
+        "nothing was written before the SIGTERM"
+    );
     for h in &highest {
         let next = committed.get(&h.partition).copied().unwrap_or(0);
         // Committed past every stored message; equal unless the tail held duplicates,
@@ -66,6 +80,10 @@ async fn sigterm_drains_commits_exits_zero_and_a_restart_redelivers_nothing_stor
     // The restart continues from there; duplicates it sees are only the emulator's own.
     let service = Service::start(&env, &[]);
     finish_emulator(producer);
-    assert!(wait_until_drained(&env, Duration::from_secs(120)).await, "log:\n{}", service.log_text());
+    assert!(
+        wait_until_drained(&env, Duration::from_secs(120)).await,
+        "log:\n{}",
+        service.log_text()
+    );
     assert_exactly_the_valid_orders_are_stored(&env, &uids).await;
 }

@@ -152,7 +152,9 @@ impl Handler<Get> for CacheActor {
             let order = queries::find_order(&mut conn, &uid)
                 .await
                 .map_err(DbError::from)?;
-            Ok::<_, DbError>(order.map(|o| (uid, Bytes::from(serde_json::to_vec(&o).unwrap_or_default()))))
+            Ok::<_, DbError>(
+                order.map(|o| (uid, Bytes::from(serde_json::to_vec(&o).unwrap_or_default()))),
+            )
         };
         Box::pin(load.into_actor(self).map(|loaded, act, _| match loaded {
             Ok(Some((uid, json))) => {

@@ -78,7 +78,11 @@ impl Actor for DbReader {
                 };
                 matches!(tokio::time::timeout(PROBE_TIMEOUT, ping).await, Ok(Ok(())))
             };
-            ctx.spawn(probe.into_actor(act).map(|up, act, _| act.health.set_db_up(up)));
+            ctx.spawn(
+                probe
+                    .into_actor(act)
+                    .map(|up, act, _| act.health.set_db_up(up)),
+            );
         });
     }
 }
@@ -113,7 +117,9 @@ impl Handler<RecentDeadLetters> for DbReader {
                         topic: r.topic,
                         partition: r.kafka_partition,
                         offset: r.kafka_offset,
-                        key: r.message_key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+                        key: r
+                            .message_key
+                            .map(|k| String::from_utf8_lossy(&k).into_owned()),
                         order_uid: r.order_uid,
                         reason: r.reason,
                         field: r.field,

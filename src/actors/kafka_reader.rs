@@ -168,11 +168,13 @@ impl KafkaReader {
                 partition: m.partition(),
                 offset: m.offset(),
             };
-            if state.tracker.delivered(position.partition, position.offset) == Delivery::AlreadySeen {
+            if state.tracker.delivered(position.partition, position.offset) == Delivery::AlreadySeen
+            {
                 continue;
             }
             let key = m.key().map(<[u8]>::to_vec);
-            let writer = &self.writers[route(key.as_deref(), position.partition, self.writers.len())];
+            let writer =
+                &self.writers[route(key.as_deref(), position.partition, self.writers.len())];
             writer.do_send(Write {
                 epoch,
                 message: RawMessage {
@@ -223,7 +225,11 @@ impl KafkaReader {
         match result {
             Ok(()) if !self.saturated => log::info!(
                 "ingest {}",
-                if want { "paused: database failing" } else { "resumed" }
+                if want {
+                    "paused: database failing"
+                } else {
+                    "resumed"
+                }
             ),
             Ok(()) => log::debug!("ingest paused: {} messages in flight", self.in_flight),
             Err(e) => log::warn!("kafka: pause/resume failed: {e}"),

@@ -112,12 +112,16 @@ impl OrderWriter {
             health: self.health.clone(),
             conn: self.conn.take(),
         };
-        ctx.spawn(job.run(batch).into_actor(self).map(|(conn, done), act, ctx| {
-            act.conn = conn;
-            act.busy = false;
-            act.finish(done);
-            act.flush(ctx);
-        }));
+        ctx.spawn(
+            job.run(batch)
+                .into_actor(self)
+                .map(|(conn, done), act, ctx| {
+                    act.conn = conn;
+                    act.busy = false;
+                    act.finish(done);
+                    act.flush(ctx);
+                }),
+        );
     }
 
     fn finish(&mut self, done: Vec<(u64, Incoming, Outcome)>) {

@@ -130,7 +130,12 @@ async fn insert_orders(
     .bind::<Array<Text>, _>(col(|o| &o.customer_id))
     .bind::<Array<Text>, _>(col(|o| &o.delivery_service))
     .bind::<Array<Text>, _>(col(|o| &o.shardkey))
-    .bind::<Array<Int8>, _>(chosen.iter().map(|(_, v)| v.order.sm_id).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(
+        chosen
+            .iter()
+            .map(|(_, v)| v.order.sm_id)
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Timestamptz>, _>(created)
     .bind::<Array<Text>, _>(col(|o| &o.date_created))
     .bind::<Array<Text>, _>(col(|o| &o.oof_shard))
@@ -278,20 +283,44 @@ pub async fn insert_dead_letters(
             .map(|(m, _)| m.position.offset)
             .collect::<Vec<_>>(),
     )
-    .bind::<Array<Nullable<Bytea>>, _>(letters.iter().map(|(m, _)| m.key.clone()).collect::<Vec<_>>())
-    .bind::<Array<Bytea>, _>(letters.iter().map(|(m, _)| m.payload.as_slice()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Bytea>>, _>(
+        letters
+            .iter()
+            .map(|(m, _)| m.key.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bytea>, _>(
+        letters
+            .iter()
+            .map(|(m, _)| m.payload.as_slice())
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Text>, _>(
         letters
             .iter()
             .map(|(_, r)| r.reason.as_str())
             .collect::<Vec<_>>(),
     )
-    .bind::<Array<Nullable<Text>>, _>(letters.iter().map(|(_, r)| r.field.as_deref()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(letters.iter().map(|(_, r)| r.detail.as_str()).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(
         letters
             .iter()
-            .map(|(m, _)| m.order_uid().map(str::to_string).or_else(|| uid_from_key(m)))
+            .map(|(_, r)| r.field.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        letters
+            .iter()
+            .map(|(_, r)| r.detail.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Text>>, _>(
+        letters
+            .iter()
+            .map(|(m, _)| {
+                m.order_uid()
+                    .map(str::to_string)
+                    .or_else(|| uid_from_key(m))
+            })
             .collect::<Vec<_>>(),
     )
     .execute(conn)
@@ -380,9 +409,8 @@ pub async fn recent_summaries(
     conn: &mut AsyncPgConnection,
     limit: i64,
 ) -> QueryResult<Vec<OrderSummary>> {
-    let item_count = diesel::dsl::sql::<Int8>(
-        "(SELECT count(*) FROM items WHERE items.order_id = orders.id)",
-    );
+    let item_count =
+        diesel::dsl::sql::<Int8>("(SELECT count(*) FROM items WHERE items.order_id = orders.id)");
     orders::table
         .inner_join(payments::table)
         .order(orders::id.desc())
@@ -419,5 +447,8 @@ pub async fn count_orders(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
 
 /// A cheap round trip proving the database answers.
 pub async fn ping(conn: &mut AsyncPgConnection) -> QueryResult<()> {
-    diesel::sql_query("SELECT 1").execute(conn).await.map(|_| ())
+    diesel::sql_query("SELECT 1")
+        .execute(conn)
+        .await
+        .map(|_| ())
 }

@@ -22,7 +22,10 @@ pub struct Order {
     pub delivery: Delivery,
     #[validate(nested)]
     pub payment: Payment,
-    #[validate(length(min = 1, max = 1000, message = "must hold 1 to 1000 items"), nested)]
+    #[validate(
+        length(min = 1, max = 1000, message = "must hold 1 to 1000 items"),
+        nested
+    )]
     pub items: Vec<Item>,
     #[validate(custom(function = "rules::text"))]
     pub locale: String,

@@ -11,15 +11,24 @@ use validator::{ValidateEmail, ValidationError};
 pub const MAX_TEXT_CHARS: usize = 255;
 
 static ORDER_UID: LazyLock<Regex> = LazyLock::new(|| {
-    #[expect(clippy::unwrap_used, reason = "a constant pattern, checked by the unit tests")]
+    #[expect(
+        clippy::unwrap_used,
+        reason = "a constant pattern, checked by the unit tests"
+    )]
     Regex::new(r"^[A-Za-z0-9_-]{1,64}$").unwrap()
 });
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    #[expect(clippy::unwrap_used, reason = "a constant pattern, checked by the unit tests")]
+    #[expect(
+        clippy::unwrap_used,
+        reason = "a constant pattern, checked by the unit tests"
+    )]
     Regex::new(r"^\+?[0-9]{7,15}$").unwrap()
 });
 static CURRENCY: LazyLock<Regex> = LazyLock::new(|| {
-    #[expect(clippy::unwrap_used, reason = "a constant pattern, checked by the unit tests")]
+    #[expect(
+        clippy::unwrap_used,
+        reason = "a constant pattern, checked by the unit tests"
+    )]
     Regex::new(r"^[A-Z]{3}$").unwrap()
 });
 

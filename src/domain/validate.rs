@@ -396,11 +396,19 @@ mod tests {
 
     #[test]
     fn rejects_a_bad_phone_email_or_currency() {
-        assert_invalid("delivery.phone", |v| v["delivery"]["phone"] = json!("12-34"));
-        assert_invalid("delivery.email", |v| v["delivery"]["email"] = json!("not-an-email"));
+        assert_invalid("delivery.phone", |v| {
+            v["delivery"]["phone"] = json!("12-34")
+        });
+        assert_invalid("delivery.email", |v| {
+            v["delivery"]["email"] = json!("not-an-email")
+        });
         assert_invalid("delivery.email", |v| v["delivery"]["email"] = json!(""));
-        assert_invalid("payment.currency", |v| v["payment"]["currency"] = json!("usd"));
-        assert_invalid("payment.currency", |v| v["payment"]["currency"] = json!("USDT"));
+        assert_invalid("payment.currency", |v| {
+            v["payment"]["currency"] = json!("usd")
+        });
+        assert_invalid("payment.currency", |v| {
+            v["payment"]["currency"] = json!("USDT")
+        });
     }
 
     #[test]
@@ -410,7 +418,9 @@ mod tests {
                 v["payment"][field] = json!(-1)
             });
         }
-        assert_invalid("payment.payment_dt", |v| v["payment"]["payment_dt"] = json!(0));
+        assert_invalid("payment.payment_dt", |v| {
+            v["payment"]["payment_dt"] = json!(0)
+        });
         let r = with(|v| v["payment"]["amount"] = json!(-1));
         assert_eq!(r.reason, RejectReason::Invalid);
     }
@@ -440,8 +450,12 @@ mod tests {
 
     #[test]
     fn rejects_strings_over_255_characters_or_with_nul() {
-        assert_invalid("delivery.region", |v| v["delivery"]["region"] = json!("r".repeat(256)));
-        assert_invalid("items[0].brand", |v| v["items"][0]["brand"] = json!("a\u{0}b"));
+        assert_invalid("delivery.region", |v| {
+            v["delivery"]["region"] = json!("r".repeat(256))
+        });
+        assert_invalid("items[0].brand", |v| {
+            v["items"][0]["brand"] = json!("a\u{0}b")
+        });
     }
 
     #[test]

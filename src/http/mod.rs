@@ -1,8 +1,8 @@
 //! The HTTP server: routes, security headers, limits, JSON errors everywhere.
 
 mod error;
-mod orders;
 mod ops;
+mod orders;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 /// Builds the server on an already bound listener (port 0 works: tests use it).
 pub fn server(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Server> {
-    let prometheus = PrometheusMetricsBuilder::new("orders_http")
+    let prometheus = PrometheusMetricsBuilder::new("orders")
         .registry(METRICS.registry.clone())
         .endpoint("/metrics")
         // Unknown paths share one label value instead of one series per path.
@@ -53,9 +53,10 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> anyhow:
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::BadRequest(format!("bad query string: {e}")).into()
             }))
-            .app_data(web::PathConfig::default().error_handler(|e, _| {
-                ApiError::BadRequest(format!("bad path: {e}")).into()
-            }))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| ApiError::BadRequest(format!("bad path: {e}")).into()),
+            )
             .wrap(ErrorHandlers::new().default_handler(json_error))
             .wrap(prometheus.clone())
             .wrap(
@@ -65,15 +66,15 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> anyhow:
                     .add((header::X_FRAME_OPTIONS, "DENY"))
                     .add((header::REFERRER_POLICY, "no-referrer")),
             )
-            .route("/order/{order_uid}", web::get().to(orders::get_order))
-            .route("/orders", web::get().to(orders::recent_orders))
-            .route("/dead-letters", web::get().to(orders::dead_letters))
-            .route("/health", web::get().to(ops::health))
-            .route("/stats", web::get().to(ops::stats))
-            .route("/openapi.json", web::get().to(openapi))
-            .route("/", web::get().to(page))
-            .route("/index.html", web::get().to(page))
-            .route("/{asset}", web::get().to(asset))
+            // Resources answer 405 (not 404) for a method they do not serve.
+            .service(web::resource("/order/{order_uid}").get(orders::get_order))
+            .service(web::resource("/orders").get(orders::recent_orders))
+            .service(web::resource("/dead-letters").get(orders::dead_letters))
+            .service(web::resource("/health").get(ops::health))
+            .service(web::resource("/stats").get(ops::stats))
+            .service(web::resource("/openapi.json").get(openapi))
+            .service(web::resource(["/", "/index.html"]).get(page))
+            .service(web::resource("/{asset}").get(asset))
             .default_service(web::to(not_found))
     })
     .workers(workers)

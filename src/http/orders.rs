@@ -13,7 +13,10 @@ const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 1000;
 
 /// `GET /order/{order_uid}`: the order exactly as produced; `X-Cache: hit|miss`.
-pub async fn get_order(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get_order(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let uid = req.match_info().get("order_uid").unwrap_or_default();
     if !is_valid_order_uid(uid) {
         let shown: String = uid.chars().take(80).collect();
@@ -21,7 +24,13 @@ pub async fn get_order(req: HttpRequest, state: web::Data<AppState>) -> Result<H
             "{shown:?} is not an order id: expected 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'"
         )));
     }
-    let (json, cache) = match state.cache.send(Get { uid: uid.to_string() }).await? {
+    let (json, cache) = match state
+        .cache
+        .send(Get {
+            uid: uid.to_string(),
+        })
+        .await?
+    {
         Lookup::Hit(json) => (json, "hit"),
         Lookup::Miss(json) => (json, "miss"),
         Lookup::NotFound => return Err(ApiError::NotFound(format!("no order with id {uid}"))),

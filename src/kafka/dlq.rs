@@ -40,7 +40,11 @@ impl DlqPublisher {
     }
 
     /// Publishes one dead letter and waits for the broker's acknowledgement.
-    pub async fn publish(&self, message: &Incoming, rejection: &Rejection) -> Result<(), KafkaError> {
+    pub async fn publish(
+        &self,
+        message: &Incoming,
+        rejection: &Rejection,
+    ) -> Result<(), KafkaError> {
         let partition = message.position.partition.to_string();
         let offset = message.position.offset.to_string();
         let mut headers = OwnedHeaders::new()

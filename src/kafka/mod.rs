@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -64,7 +66,9 @@ impl ReaderContext {
 
 /// Locks the shared state; a poisoned lock (a panic elsewhere) still holds valid data.
 pub fn lock(state: &Mutex<ReaderState>) -> MutexGuard<'_, ReaderState> {
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ClientContext for ReaderContext {
@@ -79,7 +83,11 @@ impl ClientContext for ReaderContext {
         };
         let mut state = self.state();
         state.positions.clear();
-        for p in topic.partitions.values().filter(|p| p.partition >= 0 && p.desired) {
+        for p in topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.desired)
+        {
             METRICS
                 .consumer_lag
                 .with_label_values(&[&p.partition.to_string()])
@@ -119,14 +127,20 @@ impl ConsumerContext for ReaderContext {
             state.epoch += 1;
             for elem in revoked.elements_for_topic(&self.topic) {
                 if let Some(next) = state.tracker.forget(elem.partition()) {
-                    let _ = commit.add_partition_offset(&self.topic, elem.partition(), Offset::Offset(next));
+                    let _ = commit.add_partition_offset(
+                        &self.topic,
+                        elem.partition(),
+                        Offset::Offset(next),
+                    );
                 }
             }
         }
         if commit.count() > 0 {
             match consumer.commit(&commit, CommitMode::Sync) {
                 Ok(()) => log::info!("committed revoked partitions: {commit:?}"),
-                Err(e) => log::warn!("commit on revoke failed ({e}); those messages will be delivered again"),
+                Err(e) => log::warn!(
+                    "commit on revoke failed ({e}); those messages will be delivered again"
+                ),
             }
         }
         log::info!("partitions revoked: {}", describe(revoked));
@@ -194,7 +208,10 @@ pub fn consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set("heartbeat.interval.ms", (config.session_timeout_ms / 5).to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout_ms / 5).to_string(),
+        )
         .set("statistics.interval.ms", "1000")
         .set("queued.max.messages.kbytes", "65536")
         .set("fetch.wait.max.ms", "100")

@@ -97,7 +97,9 @@ impl OffsetTracker {
 
     /// Messages of `partition` given out and not yet committable.
     pub fn pending(&self, partition: i32) -> usize {
-        self.partitions.get(&partition).map_or(0, |t| t.pending.len())
+        self.partitions
+            .get(&partition)
+            .map_or(0, |t| t.pending.len())
     }
 
     /// Forgets a partition (revoked), returning its final committable offset if it moved.

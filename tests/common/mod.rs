@@ -4,7 +4,10 @@
 //! The tests need the real PostgreSQL and Kafka that `scripts/test` starts; it exports
 //! `TEST_ADMIN_DATABASE_URL`, `TEST_KAFKA_BROKERS` and `TEST_INFRA_DIR`.
 
-#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -122,7 +125,13 @@ impl TestEnv {
     /// Runs the emulator to completion with these extra arguments.
     pub fn emulate(&self, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_emulator"))
-            .args(["--brokers", &self.brokers, "--topic", &self.topic, "--quiet"])
+            .args([
+                "--brokers",
+                &self.brokers,
+                "--topic",
+                &self.topic,
+                "--quiet",
+            ])
             .args(args)
             .output()
             .expect("run the emulator");
@@ -146,7 +155,9 @@ impl TestEnv {
         for (key, payload) in messages {
             producer
                 .send(
-                    FutureRecord::to(&self.topic).key(*key).payload(payload.as_slice()),
+                    FutureRecord::to(&self.topic)
+                        .key(*key)
+                        .payload(payload.as_slice()),
                     Duration::from_secs(10),
                 )
                 .await
@@ -221,7 +232,10 @@ impl TestEnv {
                         );
                     }
                 }
-                out.push((m.key().map(|k| String::from_utf8_lossy(k).into_owned()), headers));
+                out.push((
+                    m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    headers,
+                ));
             }
         }
         out
@@ -238,7 +252,10 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
         .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
         .collect();
     let results = admin
-        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))))
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        )
         .await
         .expect("create topics");
     for r in results {
@@ -262,7 +279,11 @@ impl Service {
         Self::try_start(env, extra, Duration::from_secs(60)).expect("service starts")
     }
 
-    pub fn try_start(env: &TestEnv, extra: &[(&str, &str)], timeout: Duration) -> Result<Service, String> {
+    pub fn try_start(
+        env: &TestEnv,
+        extra: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Service, String> {
         let mut n = 0;
         let log = loop {
             let p = env.path(&format!("service-{n}.log"));
@@ -353,7 +374,10 @@ impl Drop for Service {
 }
 
 pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Runs one of the infrastructure scripts (`pg stop DIR`, `kafka kill DIR` …).
@@ -490,7 +514,8 @@ pub async fn wait_until_drained(env: &TestEnv, timeout: Duration) -> bool {
     let end = env.end_offsets();
     eventually(timeout, || async {
         let committed = env.committed();
-        end.iter().all(|(p, high)| *high == 0 || committed.get(p) == Some(high))
+        end.iter()
+            .all(|(p, high)| *high == 0 || committed.get(p) == Some(high))
     })
     .await
 }
@@ -499,14 +524,29 @@ pub async fn wait_until_drained(env: &TestEnv, timeout: Duration) -> bool {
 /// produced, each once, with their exact item counts, and no valid order was dead-lettered.
 pub async fn assert_exactly_the_valid_orders_are_stored(env: &TestEnv, uids_file: &Path) {
     let expected = read_uids(uids_file);
-    assert!(!expected.is_empty(), "the emulator reported no valid orders");
+    assert!(
+        !expected.is_empty(),
+        "the emulator reported no valid orders"
+    );
     let mut conn = env.db().await;
     let stored = stored_orders(&mut conn).await;
-    let stored_map: HashMap<String, i64> =
-        stored.iter().map(|r| (r.order_uid.clone(), r.items)).collect();
-    assert_eq!(stored.len(), stored_map.len(), "an order_uid is stored twice");
-    let missing: Vec<&String> = expected.keys().filter(|u| !stored_map.contains_key(*u)).collect();
-    let unexpected: Vec<&String> = stored_map.keys().filter(|u| !expected.contains_key(*u)).collect();
+    let stored_map: HashMap<String, i64> = stored
+        .iter()
+        .map(|r| (r.order_uid.clone(), r.items))
+        .collect();
+    assert_eq!(
+        stored.len(),
+        stored_map.len(),
+        "an order_uid is stored twice"
+    );
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|u| !stored_map.contains_key(*u))
+        .collect();
+    let unexpected: Vec<&String> = stored_map
+        .keys()
+        .filter(|u| !expected.contains_key(*u))
+        .collect();
     assert!(
         missing.is_empty() && unexpected.is_empty(),
         "{} valid orders missing (e.g. {:?}), {} unexpected stored (e.g. {:?})",
@@ -522,7 +562,14 @@ pub async fn assert_exactly_the_valid_orders_are_stored(env: &TestEnv, uids_file
         .await
         .into_iter()
         .filter(|l| l.reason != "conflict")
-        .filter(|l| l.order_uid.as_ref().is_some_and(|u| expected.contains_key(u)))
+        .filter(|l| {
+            l.order_uid
+                .as_ref()
+                .is_some_and(|u| expected.contains_key(u))
+        })
         .collect();
-    assert!(wrongly_rejected.is_empty(), "valid orders dead-lettered: {wrongly_rejected:?}");
+    assert!(
+        wrongly_rejected.is_empty(),
+        "valid orders dead-lettered: {wrongly_rejected:?}"
+    );
 }

@@ -1,0 +1,298 @@
+//! The read path against the real stack: every endpoint's statuses and bodies, warm-up
+//! hits, read-through misses, the cache's byte bound, metrics, security headers, odd input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn get(service: &Service, path: &str) -> reqwest::Response {
+    http().get(service.url(path)).send().await.expect("request")
+}
+
+async fn get_json(service: &Service, path: &str) -> (u16, Value) {
+    let res = get(service, path).await;
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+fn order(uid: &str, items: usize) -> Vec<u8> {
+    let mut v = shared_model();
+    v["order_uid"] = json!(uid);
+    let item = v["items"][0].clone();
+    v["items"] = Value::Array(vec![item; items]);
+    let goods = 317 * items as i64;
+    v["payment"]["goods_total"] = json!(goods);
+    v["payment"]["amount"] = json!(goods + 1500);
+    serde_json::to_vec(&v).expect("json")
+}
+
+async fn produce_and_wait(env: &TestEnv, service: &Service, uids: &[String]) {
+    let messages: Vec<(&str, Vec<u8>)> = uids.iter().map(|u| (u.as_str(), order(u, 2))).collect();
+    env.produce(&messages).await;
+    let last = format!("/order/{}", uids.last().expect("uids"));
+    let seen = eventually(Duration::from_secs(30), || async {
+        get(service, &last).await.status() == 200
+    })
+    .await;
+    assert!(seen, "orders never stored; log:\n{}", service.log_text());
+    let all = eventually(Duration::from_secs(30), || async {
+        count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await == uids.len() as i64
+    })
+    .await;
+    assert!(all);
+}
+
+#[tokio::test]
+async fn order_endpoint_statuses_bodies_and_cache_header() {
+    let env = TestEnv::new("api").await;
+    let service = Service::start(&env, &[]);
+    produce_and_wait(&env, &service, &["api_order_1".to_string()]).await;
+
+    let res = get(&service, "/order/api_order_1").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(
+        res.headers()["x-cache"],
+        "hit",
+        "written through by the writer"
+    );
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(2));
+
+    let (status, body) = get_json(&service, "/order/no_such_order").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no_such_order"))
+    );
+
+    for bad in [
+        "bad%20id",
+        "x%3Cscript%3E",
+        &"a".repeat(65),
+        "%FF%FE",
+        "..%2f..%2fetc%2fpasswd",
+    ] {
+        let (status, body) = get_json(&service, &format!("/order/{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"], "invalid_id", "{bad}");
+    }
+    // Very long ids, odd paths and methods: 4xx with a JSON body, never 5xx.
+    for path in [
+        format!("/order/{}", "a".repeat(5000)),
+        "/..%2f..%2fCargo.toml".to_string(),
+        "/static/../../etc/passwd".to_string(),
+        "/%FF%FE%FD".to_string(),
+        "/nope".to_string(),
+        "/order/".to_string(),
+    ] {
+        let res = get(&service, &path).await;
+        let status = res.status().as_u16();
+        assert!((400..500).contains(&status), "{path}: {status}");
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        assert!(
+            body["error"].is_string(),
+            "{path}: JSON error body expected, got {body}"
+        );
+    }
+    let res = http()
+        .post(service.url("/order/api_order_1"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 405);
+    assert!(res.json::<Value>().await.expect("json")["error"].is_string());
+}
+
+#[tokio::test]
+async fn lists_health_stats_metrics_openapi_and_the_page() {
+    let env = TestEnv::new("lists").await;
+    let service = Service::start(&env, &[]);
+    let uids: Vec<String> = (0..5).map(|i| format!("list_{i}")).collect();
+    produce_and_wait(&env, &service, &uids).await;
+    env.produce(&[("broken", b"{".to_vec())]).await;
+
+    let (status, body) = get_json(&service, "/orders?limit=3").await;
+    assert_eq!(status, 200);
+    let listed = body["orders"].as_array().expect("orders");
+    assert_eq!(listed.len(), 3);
+    #[derive(diesel::QueryableByName)]
+    struct Uid {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_uid: String,
+    }
+    let newest: Vec<Uid> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query("SELECT order_uid FROM orders ORDER BY id DESC LIMIT 3"),
+        &mut env.db().await,
+    )
+    .await
+    .expect("newest");
+    let listed_uids: Vec<&str> = listed
+        .iter()
+        .filter_map(|o| o["order_uid"].as_str())
+        .collect();
+    let newest_uids: Vec<&str> = newest.iter().map(|u| u.order_uid.as_str()).collect();
+    assert_eq!(listed_uids, newest_uids, "newest stored first");
+    assert_eq!(listed[0]["items"], 2);
+    assert_eq!(listed[0]["amount"], 2134);
+    assert_eq!(listed[0]["currency"], "USD");
+    assert_eq!(
+        get_json(&service, "/orders").await.1["orders"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
+    for bad in [
+        "/orders?limit=0",
+        "/orders?limit=abc",
+        "/orders?limit=100000",
+        "/dead-letters?limit=-1",
+    ] {
+        let (status, body) = get_json(&service, bad).await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(body["error"], "bad_request");
+    }
+
+    let seen = eventually(Duration::from_secs(20), || async {
+        get_json(&service, "/dead-letters?limit=10").await.1["dead_letters"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert!(seen);
+    let (_, letters) = get_json(&service, "/dead-letters").await;
+    assert_eq!(letters["dead_letters"][0]["reason"], "malformed");
+    assert_eq!(letters["dead_letters"][0]["payload"], "{");
+
+    let (status, health) = get_json(&service, "/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["database"], "up");
+    assert_eq!(health["kafka"], "up");
+    assert_eq!(health["cache"], "warm");
+
+    let (status, stats) = get_json(&service, "/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["orders_stored"], 5);
+    assert_eq!(stats["cache"]["entries"], 5);
+    assert!(stats["consumer"]["partitions"].is_array());
+    assert!(stats["uptime_seconds"].is_u64());
+
+    get(&service, "/order/list_1").await;
+    let metrics = get(&service, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    for name in [
+        "orders_messages_consumed_total",
+        "orders_stored_total",
+        "orders_duplicates_total",
+        "orders_validation_failures_total",
+        "orders_dead_letters_total",
+        "orders_dlq_published_total",
+        "orders_db_write_seconds_bucket",
+        "orders_db_batch_size_bucket",
+        "orders_in_flight",
+        "orders_consumer_paused",
+        "orders_cache_hits_total",
+        "orders_cache_misses_total",
+        "orders_cache_entries",
+        "orders_cache_bytes",
+        "orders_warmup_orders",
+        "orders_db_up",
+        "orders_kafka_up",
+        "orders_http_requests_total",
+        "orders_http_requests_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
+    // Route templates, never one series per order id.
+    assert!(
+        metrics.contains("endpoint=\"/order/{order_uid}\""),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("endpoint=\"/order/list_1\""));
+
+    let (status, spec) = get_json(&service, "/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(
+        spec["paths"]["/order/{order_uid}"]["get"].is_object(),
+        "{spec}"
+    );
+
+    let page = get(&service, "/").await;
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/html")
+    );
+    let html = page.text().await.expect("html");
+    assert!(html.contains("app.js") && !html.contains("http://") && !html.contains("https://"));
+    for asset in ["/app.js", "/style.css", "/favicon.svg"] {
+        assert_eq!(get(&service, asset).await.status(), 200, "{asset}");
+    }
+}
+
+#[tokio::test]
+async fn orders_stored_before_start_up_are_hits_once_ready_and_misses_read_through() {
+    let env = TestEnv::new("warm").await;
+    let first = Service::start(&env, &[]);
+    let uids: Vec<String> = (0..30).map(|i| format!("warm_{i}")).collect();
+    produce_and_wait(&env, &first, &uids).await;
+    assert!(wait_until_drained(&env, Duration::from_secs(30)).await);
+    first.kill();
+
+    let service = Service::start(&env, &[]);
+    let (status, health) = get_json(&service, "/health").await;
+    assert_eq!(health["cache"], "warm", "{status} {health}");
+    for uid in &uids {
+        let res = get(&service, &format!("/order/{uid}")).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-cache"], "hit", "{uid} should be warm");
+    }
+    service.kill();
+
+    // With the cache off every read goes to the database.
+    let cold = Service::start(&env, &[("CACHE_MAX_BYTES", "0")]);
+    let res = get(&cold, "/order/warm_3").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-cache"], "miss");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["order_uid"], "warm_3");
+}
+
+#[tokio::test]
+async fn the_cache_stays_under_its_byte_bound_and_evicts() {
+    let env = TestEnv::new("evict").await;
+    let bound: u64 = 20_000;
+    let service = Service::start(&env, &[("CACHE_MAX_BYTES", "20000")]);
+    let uids: Vec<String> = (0..120).map(|i| format!("evict_{i:03}")).collect();
+    produce_and_wait(&env, &service, &uids).await;
+    // Read everything, so read-through also inserts.
+    for uid in &uids {
+        assert_eq!(get(&service, &format!("/order/{uid}")).await.status(), 200);
+    }
+    let (_, stats) = get_json(&service, "/stats").await;
+    let bytes = stats["cache"]["bytes"].as_u64().expect("bytes");
+    let entries = stats["cache"]["entries"].as_u64().expect("entries");
+    assert!(bytes <= bound, "cache holds {bytes} bytes, bound {bound}");
+    assert!(entries < 120 && entries > 0, "entries {entries}");
+    assert!(stats["cache"]["evictions"].as_u64().expect("evictions") > 0);
+    assert!(stats["cache"]["misses"].as_u64().expect("misses") > 0);
+}
