@@ -1,3 +1,29 @@
+//! orders-service: Kafka → validated orders → PostgreSQL, an in-memory cache, a JSON API and
+//! a web page.
+//!
+//! ```text
+//!  Kafka "orders" ──poll──▶ KafkaReader ──Write (by key)──▶ OrderWriter ×N ──tx──▶ PostgreSQL
+//!        ▲                     │  ▲                            │    │
+//!        └──store offsets──────┘  └──────────Written───────────┘    ├──dead letters──▶ "orders.dlq"
+//!           (contiguous done                                        └──Put──▶ CacheActor
+//!            prefix per partition)                                             ▲   │ miss
+//!  browser / curl ──▶ actix-web handlers ──Get──────────────────────────────────┘   ▼
+//!                                      └──RecentOrders/DeadLetters──▶ DbReader ──▶ PostgreSQL
+//! ```
+//!
+//! # Layout
+//! - [`config`]: typed configuration from env/.env; errors name the variable.
+//! - [`startup`]: the build order (migrations → pool → cache + warm-up → actors → HTTP) and
+//!   the ordered, bounded shutdown.
+//! - [`domain`]: the order model and `parse_and_validate` (pure, heavily unit-tested).
+//! - [`ingest`]: what becomes of each message of a batch: stored, duplicate, dead letter.
+//! - [`db`]: migrations, schema, row models, queries, transient-vs-permanent errors.
+//! - [`kafka`]: consumer configuration and context, the `OffsetTracker`, the DLQ publisher.
+//! - [`actors`]: KafkaReader, OrderWriter, CacheActor, DbReader (its `mod.rs` is the map).
+//! - [`http`]: routes and handlers; every error a JSON body.
+//! - [`health`]: component states shared by actors and `/health`.
+//! - [`metrics`]: every Prometheus metric, documented where it is defined.
+
 pub mod actors;
 pub mod config;
 pub mod db;

@@ -27,12 +27,13 @@ pub type OrdersConsumer = StreamConsumer<ReaderContext>;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PartitionPosition {
     pub partition: i32,
-    /// Next offset the consumer will hand to the application.
-    pub position: i64,
-    /// Last committed offset in the group.
-    pub committed: i64,
-    pub high_watermark: i64,
-    pub lag: i64,
+    /// Next offset the consumer will hand to the application (null: not known yet).
+    pub position: Option<i64>,
+    /// Last committed offset in the group (null: nothing committed yet).
+    pub committed: Option<i64>,
+    pub high_watermark: Option<i64>,
+    /// Messages behind the high watermark (null: not known yet).
+    pub lag: Option<i64>,
 }
 
 /// State shared by the reader actor and the rebalance callbacks, which librdkafka runs inside
@@ -96,10 +97,10 @@ impl ClientContext for ReaderContext {
                 p.partition,
                 PartitionPosition {
                     partition: p.partition,
-                    position: p.app_offset,
-                    committed: p.committed_offset,
-                    high_watermark: p.hi_offset,
-                    lag: p.consumer_lag,
+                    position: known(p.app_offset),
+                    committed: known(p.committed_offset),
+                    high_watermark: known(p.hi_offset),
+                    lag: known(p.consumer_lag),
                 },
             );
         }
@@ -175,6 +176,11 @@ impl ConsumerContext for ReaderContext {
             log::warn!("offset commit failed: {e} ({offsets:?})");
         }
     }
+}
+
+/// librdkafka reports unknown offsets as negative sentinels (-1001 "invalid", -1).
+fn known(offset: i64) -> Option<i64> {
+    (offset >= 0).then_some(offset)
 }
 
 fn describe(tpl: &TopicPartitionList) -> String {
