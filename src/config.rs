@@ -52,6 +52,8 @@ pub struct IngestConfig {
     pub max_payload_bytes: usize,
     /// Messages handed to writers and not yet acknowledged: the back-pressure bound.
     pub max_in_flight: usize,
+    /// Payload bytes of those messages: the bound that matters for large orders.
+    pub max_in_flight_bytes: usize,
     pub writers: usize,
     /// Most orders one writer puts in one transaction.
     pub batch_max: usize,
@@ -96,6 +98,11 @@ impl Config {
             ingest: IngestConfig {
                 max_payload_bytes: vars.number("MAX_PAYLOAD_BYTES", 64 * 1024, 1024..=16 << 20)?,
                 max_in_flight: vars.number("MAX_IN_FLIGHT", 20_000, 1..=1_000_000)?,
+                max_in_flight_bytes: vars.number(
+                    "MAX_IN_FLIGHT_BYTES",
+                    256 << 20,
+                    64 * 1024..=1 << 40,
+                )?,
                 writers: vars.number("WRITERS", 2, 1..=64)?,
                 batch_max: vars.number("WRITER_BATCH_MAX", 1_000, 1..=10_000)?,
                 retry_max_backoff: Duration::from_millis(vars.number(
@@ -112,6 +119,14 @@ impl Config {
                 100..=600_000,
             )?),
         };
+        if config.kafka.dlq_topic.as_deref() == Some(config.kafka.topic.as_str()) {
+            return Err(ConfigError::Invalid {
+                name: "KAFKA_DLQ_TOPIC",
+                value: config.kafka.topic,
+                reason: "must differ from KAFKA_TOPIC (dead letters would be consumed again)"
+                    .into(),
+            });
+        }
         if config.http_addr.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::Invalid {
                 name: "HTTP_ADDR",
@@ -224,6 +239,12 @@ mod tests {
         assert!(err.to_string().starts_with("CACHE_MAX_BYTES="), "{err}");
         let err = load(&[DB, ("WRITERS", "0")]).expect_err("out of range");
         assert!(err.to_string().contains("WRITERS"), "{err}");
+    }
+
+    #[test]
+    fn the_dlq_topic_must_differ_from_the_orders_topic() {
+        let err = load(&[DB, ("KAFKA_DLQ_TOPIC", "orders")]).expect_err("loop");
+        assert!(err.to_string().contains("KAFKA_DLQ_TOPIC"), "{err}");
     }
 
     #[test]

@@ -59,24 +59,32 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = Application::build(config).await?;
-    // The one line on stdout: scripts and tests read the bound address from it.
-    println!("orders-service listening on http://{}", app.addr());
-    app.run_until_stopped(shutdown_signal()).await
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    // Listen for signals before the (possibly long) start-up, so a SIGTERM during warm-up is
+    // a clean exit 0 rather than the default kill.
+    let shutdown = shutdown_signal()?;
+    tokio::pin!(shutdown);
+    let app = tokio::select! {
+        app = Application::build(config) => app?,
+        () = &mut shutdown => {
+            log::info!("stopped during start-up");
+            return Ok(());
         }
     };
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => log::info!("SIGINT received"),
-    }
+    // The one line on stdout: scripts and tests read the bound address from it.
+    println!("orders-service listening on http://{}", app.addr());
+    app.run_until_stopped(shutdown).await
+}
+
+/// Registers SIGTERM and SIGINT handlers now; the future resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use anyhow::Context;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("Failed to listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("Failed to listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => log::info!("SIGTERM received"),
+            _ = int.recv() => log::info!("SIGINT received"),
+        }
+    })
 }

@@ -64,11 +64,22 @@ impl Application {
             .context("Failed to create the Kafka consumer (KAFKA_BROKERS)")?;
         // Know Kafka's state before reporting ready; statistics take over from here.
         health.set_kafka_up(probe_kafka(&consumer, &config.kafka.topic).await);
-        let reader = KafkaReader::new(consumer.clone(), state, config.ingest.max_in_flight).start();
+        let reader = KafkaReader::new(
+            consumer.clone(),
+            state,
+            config.ingest.max_in_flight,
+            config.ingest.max_in_flight_bytes,
+        )
+        .start();
         let dlq = match &config.kafka.dlq_topic {
             Some(topic) => Some(
-                DlqPublisher::new(&config.kafka.brokers, topic, &config.kafka.topic)
-                    .context("Failed to create the DLQ producer (KAFKA_DLQ_TOPIC)")?,
+                DlqPublisher::new(
+                    &config.kafka.brokers,
+                    topic,
+                    &config.kafka.topic,
+                    config.ingest.max_payload_bytes,
+                )
+                .context("Failed to create the DLQ producer (KAFKA_DLQ_TOPIC)")?,
             ),
             None => None,
         };
@@ -191,13 +202,18 @@ async fn probe_kafka(consumer: &Arc<OrdersConsumer>, topic: &str) -> bool {
 async fn leave_group(consumer: &OrdersConsumer) {
     consumer.unsubscribe();
     let deadline = Instant::now() + Duration::from_secs(3);
+    let mut unassigned_at: Option<Instant> = None;
     while Instant::now() < deadline {
         let empty = consumer
             .assignment()
             .map(|a| a.count() == 0)
             .unwrap_or(true);
-        if empty {
-            break;
+        // The LeaveGroup request goes out after the unassign (and its commit) completes:
+        // keep polling a little longer so it is sent before the process exits.
+        match unassigned_at {
+            None if empty => unassigned_at = Some(Instant::now()),
+            Some(at) if at.elapsed() > Duration::from_millis(500) => break,
+            _ => {}
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
     }

@@ -207,6 +207,15 @@ async fn every_invalid_kind_is_dead_lettered_with_its_reason_and_committed() {
             "{headers:?}"
         );
     }
+    // A too-large payload is cut to the payload limit on the DLQ topic, and says so.
+    let too_large = dlq
+        .iter()
+        .find(|(_, h)| h["reason"] == "too_large")
+        .expect("too_large on the DLQ");
+    assert_eq!(
+        too_large.1.get("truncated").map(String::as_str),
+        Some("true")
+    );
     let mut reasons: Vec<&str> = dlq.iter().map(|(_, h)| h["reason"].as_str()).collect();
     let mut expected: Vec<&str> = cases.iter().map(|(_, _, r)| *r).collect();
     reasons.sort_unstable();

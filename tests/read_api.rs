@@ -109,6 +109,17 @@ async fn order_endpoint_statuses_bodies_and_cache_header() {
             "{path}: JSON error body expected, got {body}"
         );
     }
+    let odd = reqwest::Method::from_bytes(b"FOO1").expect("method");
+    let res = http()
+        .request(odd, service.url("/order/api_order_1"))
+        .send()
+        .await
+        .expect("FOO1");
+    assert_eq!(res.status(), 405);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["error"],
+        "method_not_allowed"
+    );
     let res = http()
         .post(service.url("/order/api_order_1"))
         .send()

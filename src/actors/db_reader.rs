@@ -35,7 +35,7 @@ pub struct RecentDeadLetters {
 #[rtype(result = "Result<i64, DbError>")]
 pub struct CountOrders;
 
-/// A dead letter as the API shows it; the payload as (lossy) text, cut at 4 KiB.
+/// A dead letter as the API shows it; the payload as (lossy) text, its first 4 KiB.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetterView {
     pub id: i64,
@@ -52,7 +52,8 @@ pub struct DeadLetterView {
     pub received_at: DateTime<Utc>,
 }
 
-const PAYLOAD_PREVIEW: usize = 4096;
+/// Bytes of each payload `/dead-letters` shows.
+const PAYLOAD_PREVIEW: i32 = 4096;
 
 pub struct DbReader {
     pool: PgPool,
@@ -106,12 +107,10 @@ impl Handler<RecentDeadLetters> for DbReader {
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await?;
-            let rows = queries::recent_dead_letters(&mut conn, msg.limit).await?;
+            let rows = queries::recent_dead_letters(&mut conn, msg.limit, PAYLOAD_PREVIEW).await?;
             Ok(rows
                 .into_iter()
                 .map(|r| {
-                    let text = String::from_utf8_lossy(&r.payload);
-                    let payload = text.chars().take(PAYLOAD_PREVIEW).collect();
                     DeadLetterView {
                         id: r.id,
                         topic: r.topic,
@@ -124,8 +123,9 @@ impl Handler<RecentDeadLetters> for DbReader {
                         reason: r.reason,
                         field: r.field,
                         detail: r.detail,
-                        payload,
-                        payload_bytes: r.payload.len(),
+                        // The cut may split a UTF-8 character: shown lossily.
+                        payload: String::from_utf8_lossy(&r.payload_preview).into_owned(),
+                        payload_bytes: usize::try_from(r.payload_bytes).unwrap_or_default(),
                         received_at: r.received_at,
                     }
                 })

@@ -32,6 +32,8 @@ use crate::metrics::METRICS;
 
 /// How long one poll waits for a message before the reader looks around again.
 const POLL: Duration = Duration::from_millis(100);
+/// Longest the final synchronous commit may take at shutdown.
+const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most messages taken from librdkafka's queue in one go.
 const FETCH_BATCH: usize = 1_000;
 
@@ -41,6 +43,8 @@ const FETCH_BATCH: usize = 1_000;
 pub struct Written {
     pub epoch: u64,
     pub positions: Vec<Position>,
+    /// Payload bytes of those messages (for the in-flight byte bound).
+    pub bytes: usize,
 }
 
 /// Writer → reader: the database is failing for this writer (or recovered).
@@ -88,7 +92,10 @@ pub struct KafkaReader {
     state: Arc<Mutex<ReaderState>>,
     writers: Vec<Addr<OrderWriter>>,
     max_in_flight: usize,
+    max_in_flight_bytes: usize,
     in_flight: usize,
+    /// Payload bytes of the in-flight messages: large orders hit this bound first.
+    in_flight_bytes: usize,
     in_flight_watch: watch::Sender<usize>,
     /// In-flight hit the bound; cleared at half of it.
     saturated: bool,
@@ -101,13 +108,16 @@ impl KafkaReader {
         consumer: Arc<OrdersConsumer>,
         state: Arc<Mutex<ReaderState>>,
         max_in_flight: usize,
+        max_in_flight_bytes: usize,
     ) -> Self {
         Self {
             consumer,
             state,
             writers: Vec::new(),
             max_in_flight,
+            max_in_flight_bytes,
             in_flight: 0,
+            in_flight_bytes: 0,
             in_flight_watch: watch::channel(0).0,
             saturated: false,
             failing_writers: HashSet::new(),
@@ -120,6 +130,7 @@ impl KafkaReader {
             return;
         }
         let consumer = self.consumer.clone();
+        let state = self.state.clone();
         let budget = self
             .max_in_flight
             .saturating_sub(self.in_flight)
@@ -129,12 +140,14 @@ impl KafkaReader {
             match tokio::time::timeout(POLL, consumer.recv()).await {
                 Err(_) => {}
                 Ok(Err(e)) => log::warn!("kafka: receive failed: {e}"),
+                // Rebalance callbacks run inside `recv`: the epoch read right after a message
+                // arrived is the assignment it belongs to.
                 Ok(Ok(first)) => {
-                    messages.push(first.detach());
+                    messages.push((lock(&state).epoch, first.detach()));
                     // Take what is already queued without waiting.
                     while messages.len() < budget {
                         match consumer.recv().now_or_never() {
-                            Some(Ok(m)) => messages.push(m.detach()),
+                            Some(Ok(m)) => messages.push((lock(&state).epoch, m.detach())),
                             Some(Err(e)) => {
                                 log::warn!("kafka: receive failed: {e}");
                                 break;
@@ -152,18 +165,21 @@ impl KafkaReader {
         }));
     }
 
-    fn dispatch(&mut self, messages: Vec<OwnedMessage>) {
-        if messages.is_empty() {
-            return;
-        }
-        if self.stopping || self.writers.is_empty() {
-            // Not tracked, so never committed: read again after the restart.
+    fn dispatch(&mut self, messages: Vec<(u64, OwnedMessage)>) {
+        if messages.is_empty() || self.stopping {
+            // Not tracked, so never committed: read again after the restart. Safe because
+            // no message is fetched after these.
             return;
         }
         METRICS.messages_consumed.inc_by(messages.len() as u64);
         let mut state = lock(&self.state);
         let epoch = state.epoch;
-        for m in messages {
+        for (received_in, m) in messages {
+            if received_in != epoch {
+                // Fetched before a rebalance: its partition was revoked (and, if it came back,
+                // restarts from the committed offset), so it will be read again.
+                continue;
+            }
             let position = Position {
                 partition: m.partition(),
                 offset: m.offset(),
@@ -173,6 +189,8 @@ impl KafkaReader {
                 continue;
             }
             let key = m.key().map(<[u8]>::to_vec);
+            let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
+            let payload_len = payload.len();
             let writer =
                 &self.writers[route(key.as_deref(), position.partition, self.writers.len())];
             writer.do_send(Write {
@@ -180,10 +198,11 @@ impl KafkaReader {
                 message: RawMessage {
                     position,
                     key,
-                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    payload,
                 },
             });
             self.in_flight += 1;
+            self.in_flight_bytes += payload_len;
         }
         drop(state);
         self.in_flight_changed();
@@ -192,9 +211,12 @@ impl KafkaReader {
     fn in_flight_changed(&mut self) {
         METRICS.in_flight.set(self.in_flight as i64);
         self.in_flight_watch.send_replace(self.in_flight);
-        if self.in_flight >= self.max_in_flight {
+        if self.in_flight >= self.max_in_flight || self.in_flight_bytes >= self.max_in_flight_bytes
+        {
             self.saturated = true;
-        } else if self.in_flight <= self.max_in_flight / 2 {
+        } else if self.in_flight <= self.max_in_flight / 2
+            && self.in_flight_bytes <= self.max_in_flight_bytes / 2
+        {
             self.saturated = false;
         }
         self.apply_pause();
@@ -203,13 +225,9 @@ impl KafkaReader {
     /// Pauses or resumes the assigned partitions to match what the reader needs.
     fn apply_pause(&mut self) {
         let want = self.saturated || !self.failing_writers.is_empty();
-        let mut state = lock(&self.state);
-        if state.paused == want {
+        if lock(&self.state).paused == want {
             return;
         }
-        state.paused = want;
-        drop(state);
-        METRICS.consumer_paused.set(i64::from(want));
         let assignment = match self.consumer.assignment() {
             Ok(a) => a,
             Err(e) => {
@@ -222,6 +240,11 @@ impl KafkaReader {
         } else {
             self.consumer.resume(&assignment)
         };
+        if result.is_ok() {
+            // New assignments follow this flag (see ReaderContext::post_rebalance).
+            lock(&self.state).paused = want;
+            METRICS.consumer_paused.set(i64::from(want));
+        }
         match result {
             Ok(()) if !self.saturated => log::info!(
                 "ingest {}",
@@ -264,16 +287,16 @@ impl KafkaReader {
         tpl
     }
 
-    /// Final synchronous commit of everything finished.
-    fn commit_now(&mut self) -> BTreeMap<i32, i64> {
+    /// The offsets for the final commit: everything finished, on partitions still ours.
+    fn final_offsets(&mut self) -> BTreeMap<i32, i64> {
         self.store_committable();
-        let reported = lock(&self.state).tracker.reported();
-        if !reported.is_empty() {
-            let tpl = self.offsets_list(&reported);
-            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
-                log::warn!("kafka: final commit failed: {e}");
-            }
-        }
+        let assigned: HashSet<i32> = self
+            .consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        let mut reported = lock(&self.state).tracker.reported();
+        reported.retain(|p, _| assigned.contains(p));
         reported
     }
 }
@@ -298,15 +321,19 @@ impl Actor for KafkaReader {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Completions must never wait behind a full mailbox.
         ctx.set_mailbox_capacity(MAILBOX);
-        self.fetch(ctx);
     }
 }
 
 impl Handler<SetWriters> for KafkaReader {
     type Result = ();
 
-    fn handle(&mut self, msg: SetWriters, _: &mut Context<Self>) {
+    /// Fetching starts here: a message must never arrive before there is a writer for it.
+    fn handle(&mut self, msg: SetWriters, ctx: &mut Context<Self>) {
+        let first = self.writers.is_empty();
         self.writers = msg.0;
+        if first && !self.writers.is_empty() {
+            self.fetch(ctx);
+        }
     }
 }
 
@@ -315,6 +342,7 @@ impl Handler<Written> for KafkaReader {
 
     fn handle(&mut self, msg: Written, _: &mut Context<Self>) {
         self.in_flight = self.in_flight.saturating_sub(msg.positions.len());
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(msg.bytes);
         {
             let mut state = lock(&self.state);
             if state.epoch == msg.epoch {
@@ -365,18 +393,35 @@ impl Handler<Shutdown> for KafkaReader {
                 let _ = tokio::time::timeout(msg.timeout, idle.wait_for(|n| *n == 0)).await;
             }
             .into_actor(self)
-            .map(|(), act, _| {
-                let committed = act.commit_now();
-                if act.in_flight > 0 {
-                    log::warn!(
-                        "shutdown: {} messages still being written after the deadline; they will be read again",
-                        act.in_flight
-                    );
-                }
-                ShutdownReport {
-                    abandoned: act.in_flight,
-                    committed,
-                }
+            .then(|(), act, _| {
+                let committed = act.final_offsets();
+                let tpl = act.offsets_list(&committed);
+                let consumer = act.consumer.clone();
+                // A synchronous commit blocks while the coordinator is unreachable: run it on
+                // a blocking thread, bounded, so the actor's thread (and the cache) stay free.
+                let commit = async move {
+                    if tpl.count() == 0 {
+                        return;
+                    }
+                    let blocking = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
+                    match tokio::time::timeout(FINAL_COMMIT_TIMEOUT, blocking).await {
+                        Ok(Ok(Ok(()))) => {}
+                        Ok(Ok(Err(e))) => log::warn!("kafka: final commit failed: {e}"),
+                        _ => log::warn!("kafka: final commit did not finish in {FINAL_COMMIT_TIMEOUT:?}"),
+                    }
+                };
+                commit.into_actor(act).map(move |(), act, _| {
+                    if act.in_flight > 0 {
+                        log::warn!(
+                            "shutdown: {} messages still being written after the deadline; they will be read again",
+                            act.in_flight
+                        );
+                    }
+                    ShutdownReport {
+                        abandoned: act.in_flight,
+                        committed,
+                    }
+                })
             }),
         )
     }

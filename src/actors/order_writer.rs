@@ -33,6 +33,9 @@ use crate::metrics::METRICS;
 /// rolls it back) and the batch retried.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest a connection attempt may take (a proxy can accept TCP for a dead database).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A consumed Kafka message, as the reader hands it over.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
@@ -125,8 +128,9 @@ impl OrderWriter {
     }
 
     fn finish(&mut self, done: Vec<(u64, Incoming, Outcome)>) {
-        let mut by_epoch: Vec<(u64, Vec<Position>)> = Vec::new();
+        let mut by_epoch: Vec<(u64, Vec<Position>, usize)> = Vec::new();
         for (epoch, incoming, outcome) in done {
+            let bytes = incoming.payload.len();
             if outcome == Outcome::Stored
                 && let Ok(valid) = incoming.verdict
             {
@@ -136,12 +140,19 @@ impl OrderWriter {
                 });
             }
             match by_epoch.last_mut() {
-                Some((e, positions)) if *e == epoch => positions.push(incoming.position),
-                _ => by_epoch.push((epoch, vec![incoming.position])),
+                Some((e, positions, total)) if *e == epoch => {
+                    positions.push(incoming.position);
+                    *total += bytes;
+                }
+                _ => by_epoch.push((epoch, vec![incoming.position], bytes)),
             }
         }
-        for (epoch, positions) in by_epoch {
-            self.reader.do_send(Written { epoch, positions });
+        for (epoch, positions, bytes) in by_epoch {
+            self.reader.do_send(Written {
+                epoch,
+                positions,
+                bytes,
+            });
         }
     }
 }
@@ -310,9 +321,20 @@ impl BatchJob {
     async fn attempt(&mut self, messages: &[Incoming]) -> Result<Vec<Outcome>, DbError> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
-            None => AsyncPgConnection::establish(&self.settings.database_url)
-                .await
-                .map_err(|e| DbError::Unavailable(format!("cannot connect: {e}")))?,
+            None => {
+                let connect = AsyncPgConnection::establish(&self.settings.database_url);
+                match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                    Ok(Ok(conn)) => conn,
+                    Ok(Err(e)) => {
+                        return Err(DbError::Unavailable(format!("cannot connect: {e}")));
+                    }
+                    Err(_) => {
+                        return Err(DbError::Unavailable(format!(
+                            "connecting timed out after {CONNECT_TIMEOUT:?}"
+                        )));
+                    }
+                }
+            }
         };
         let written = tokio::time::timeout(
             WRITE_TIMEOUT,
@@ -412,6 +434,17 @@ impl BatchJob {
             for ((message, rejection), result) in pending.into_iter().zip(results) {
                 match result {
                     Ok(()) => METRICS.dlq_published.inc(),
+                    Err(e) if crate::kafka::dlq::is_permanent(&e) => {
+                        METRICS.dlq_errors.inc();
+                        log::error!(
+                            "writer {}: the DLQ topic {} refuses dead letter partition={} offset={} ({}); it stays in dead_letters only",
+                            self.writer,
+                            dlq.topic(),
+                            message.position.partition,
+                            message.position.offset,
+                            e
+                        );
+                    }
                     Err(e) => {
                         METRICS.dlq_errors.inc();
                         log::warn!(

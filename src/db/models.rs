@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{dead_letters, deliveries, items, orders, payments};
+use super::schema::{deliveries, items, orders, payments};
 use crate::domain::{Delivery, Item, Order, Payment};
 
 /// The `orders` columns needed to rebuild an order.
@@ -79,16 +79,16 @@ pub struct OrderSummary {
     pub items: i64,
 }
 
-/// A stored rejection, as `/dead-letters` shows it.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = dead_letters, check_for_backend(diesel::pg::Pg))]
+/// A stored rejection, as `/dead-letters` shows it: the payload is a preview.
+#[derive(Debug, Clone, Queryable)]
 pub struct DeadLetterRow {
     pub id: i64,
     pub topic: String,
     pub kafka_partition: i32,
     pub kafka_offset: i64,
     pub message_key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    pub payload_preview: Vec<u8>,
+    pub payload_bytes: i32,
     pub reason: String,
     pub field: Option<String>,
     pub detail: String,

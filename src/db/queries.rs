@@ -427,15 +427,34 @@ pub async fn recent_summaries(
         .await
 }
 
-/// The newest dead letters.
+/// The newest dead letters, with at most the first `preview_bytes` of each payload (cut in
+/// the database: a list of large rejected messages must not be loaded whole).
 pub async fn recent_dead_letters(
     conn: &mut AsyncPgConnection,
     limit: i64,
+    preview_bytes: i32,
 ) -> QueryResult<Vec<DeadLetterRow>> {
+    let preview = diesel::dsl::sql::<Bytea>("substring(payload from 1 for ")
+        .bind::<Int4, _>(preview_bytes)
+        .sql(")");
+    let size = diesel::dsl::sql::<Int4>("octet_length(payload)");
     dead_letters::table
         .order(dead_letters::id.desc())
         .limit(limit)
-        .select(DeadLetterRow::as_select())
+        .select((
+            dead_letters::id,
+            dead_letters::topic,
+            dead_letters::kafka_partition,
+            dead_letters::kafka_offset,
+            dead_letters::message_key,
+            preview,
+            size,
+            dead_letters::reason,
+            dead_letters::field,
+            dead_letters::detail,
+            dead_letters::order_uid,
+            dead_letters::received_at,
+        ))
         .load(conn)
         .await
 }

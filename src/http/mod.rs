@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Server, ServiceResponse};
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers};
+use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, Next, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use actix_web_prom::PrometheusMetricsBuilder;
 
@@ -59,6 +59,8 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> anyhow:
             )
             .wrap(ErrorHandlers::new().default_handler(json_error))
             .wrap(prometheus.clone())
+            // Outside the metrics middleware: a client inventing methods cannot mint series.
+            .wrap(from_fn(standard_methods_only))
             .wrap(
                 DefaultHeaders::new()
                     .add((header::CONTENT_SECURITY_POLICY, CSP))
@@ -118,6 +120,37 @@ fn json_error<B: MessageBody + 'static>(
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, res).map_into_right_body(),
     ))
+}
+
+/// Answers 405 to non-standard HTTP methods before anything else sees the request.
+async fn standard_methods_only(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    use actix_web::http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if STANDARD.contains(req.method()) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    let detail = "unsupported HTTP method".to_string();
+    let response = HttpResponse::MethodNotAllowed().json(error::ErrorBody {
+        error: "method_not_allowed",
+        detail: &detail,
+    });
+    Ok(req.into_response(response).map_into_right_body())
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -17,10 +17,18 @@ pub struct DlqPublisher {
     producer: FutureProducer,
     topic: String,
     source_topic: String,
+    /// Payloads longer than this are cut (header `truncated`): a `too_large` message must not
+    /// be too large for the DLQ too. The full payload is in `dead_letters`.
+    max_payload_bytes: usize,
 }
 
 impl DlqPublisher {
-    pub fn new(brokers: &str, topic: &str, source_topic: &str) -> Result<Self, KafkaError> {
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        source_topic: &str,
+        max_payload_bytes: usize,
+    ) -> Result<Self, KafkaError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("acks", "all")
@@ -32,6 +40,7 @@ impl DlqPublisher {
             producer,
             topic: topic.to_string(),
             source_topic: source_topic.to_string(),
+            max_payload_bytes,
         })
     }
 
@@ -46,6 +55,8 @@ impl DlqPublisher {
         rejection: &Rejection,
     ) -> Result<(), KafkaError> {
         let partition = message.position.partition.to_string();
+        let original_bytes = message.payload.len().to_string();
+        let cut = message.payload.len().min(self.max_payload_bytes);
         let offset = message.position.offset.to_string();
         let mut headers = OwnedHeaders::new()
             .insert(Header {
@@ -68,6 +79,17 @@ impl DlqPublisher {
                 key: "source-offset",
                 value: Some(offset.as_str()),
             });
+        if cut < message.payload.len() {
+            headers = headers
+                .insert(Header {
+                    key: "truncated",
+                    value: Some("true"),
+                })
+                .insert(Header {
+                    key: "original-bytes",
+                    value: Some(original_bytes.as_str()),
+                });
+        }
         if let Some(field) = &rejection.field {
             headers = headers.insert(Header {
                 key: "field",
@@ -75,7 +97,7 @@ impl DlqPublisher {
             });
         }
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
-            .payload(message.payload.as_slice())
+            .payload(&message.payload[..cut])
             .headers(headers);
         if let Some(key) = &message.key {
             record = record.key(key.as_slice());
@@ -86,4 +108,23 @@ impl DlqPublisher {
             .map(|_| ())
             .map_err(|(e, _)| e)
     }
+}
+
+/// Errors that no retry can fix (the message or the topic itself is refused). The dead letter
+/// is durable in the `dead_letters` table already, so the writer gives up on the topic copy
+/// rather than stalling ingestion forever.
+pub fn is_permanent(error: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::InvalidMessage
+                | Code::MessageBatchTooLarge
+                | Code::TopicAuthorizationFailed
+                | Code::InvalidTopic
+                | Code::InvalidRecord
+        )
+    )
 }

@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -115,9 +113,11 @@ impl ClientContext for ReaderContext {
 }
 
 impl ConsumerContext for ReaderContext {
-    /// Before partitions are taken away: commit what is done on them, synchronously, and
-    /// forget them. Their messages still being written finish later under an old epoch and
-    /// are ignored; whoever gets the partition next reads them again (duplicates, by design).
+    /// Before partitions are taken away: store the offsets of what is done on them (librdkafka
+    /// commits stored offsets when it unassigns, before the group moves on) and forget them.
+    /// Their messages still being written finish later under an old epoch and are ignored;
+    /// whoever gets the partition next reads them again (duplicates, by design). Non-blocking:
+    /// this runs on the reader's thread, inside `recv`.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
@@ -136,18 +136,19 @@ impl ConsumerContext for ReaderContext {
                 }
             }
         }
-        if commit.count() > 0 {
-            match consumer.commit(&commit, CommitMode::Sync) {
-                Ok(()) => log::info!("committed revoked partitions: {commit:?}"),
-                Err(e) => log::warn!(
-                    "commit on revoke failed ({e}); those messages will be delivered again"
-                ),
-            }
+        if commit.count() > 0
+            && let Err(e) = consumer.store_offsets(&commit)
+        {
+            log::warn!(
+                "storing offsets of revoked partitions failed ({e}); they will be read again"
+            );
         }
         log::info!("partitions revoked: {}", describe(revoked));
     }
 
-    /// New partitions: a fresh epoch; keep them paused if the reader is paused.
+    /// New partitions: a fresh epoch; paused or running as the reader currently wants.
+    /// librdkafka keeps a partition's pause flag across assignments, so both directions are
+    /// applied explicitly (resuming a running partition is a no-op).
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(assigned) => {
@@ -159,8 +160,13 @@ impl ConsumerContext for ReaderContext {
                     }
                     state.paused
                 };
-                if paused && let Err(e) = consumer.pause(assigned) {
-                    log::warn!("could not pause newly assigned partitions: {e}");
+                let applied = if paused {
+                    consumer.pause(assigned)
+                } else {
+                    consumer.resume(assigned)
+                };
+                if let Err(e) = applied {
+                    log::warn!("could not apply pause={paused} to newly assigned partitions: {e}");
                 }
                 log::info!("partitions assigned: {}", describe(assigned));
             }
