@@ -32,6 +32,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
     pub http_addr: String,
+    /// actix-web worker threads (0 = one per CPU).
+    pub http_workers: usize,
     pub cache_max_bytes: u64,
     /// Longest the ordered stop may take before the process exits anyway.
     pub shutdown_timeout: Duration,
@@ -112,6 +114,7 @@ impl Config {
                 )?),
             },
             http_addr: vars.non_empty("HTTP_ADDR", "0.0.0.0:8081")?,
+            http_workers: vars.number("HTTP_WORKERS", 0, 0..=256)?,
             cache_max_bytes: vars.number("CACHE_MAX_BYTES", 512 << 20, 0..=u64::MAX)?,
             shutdown_timeout: Duration::from_millis(vars.number(
                 "SHUTDOWN_TIMEOUT_MS",

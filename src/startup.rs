@@ -11,7 +11,7 @@ use actix_web::web::Bytes;
 use anyhow::Context;
 use rdkafka::consumer::Consumer;
 
-use crate::actors::cache_actor::{CacheActor, Warm};
+use crate::actors::cache_actor::{CacheActor, Warm, cached_json};
 use crate::actors::db_reader::DbReader;
 use crate::actors::kafka_reader::{KafkaReader, SetWriters, Shutdown};
 use crate::actors::order_writer::{OrderWriter, WriterSettings};
@@ -113,7 +113,10 @@ impl Application {
         let listener = TcpListener::bind(&config.http_addr)
             .with_context(|| format!("Failed to bind HTTP_ADDR={}", config.http_addr))?;
         let addr = listener.local_addr()?;
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = match config.http_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
         let server = http::server(
             listener,
             AppState {
@@ -237,7 +240,7 @@ pub async fn warm_up(pool: &PgPool, cache: &Addr<CacheActor>) -> anyhow::Result<
             .into_iter()
             .map(|o| {
                 let json = serde_json::to_vec(&o).unwrap_or_default();
-                (o.order_uid, Bytes::from(json))
+                (o.order_uid, cached_json(json))
             })
             .collect();
         let progress = cache

@@ -42,6 +42,13 @@ impl Lifecycle<String, Bytes> for CountEvictions {
 
 type OrderCache = Cache<String, Bytes, OrderWeight, DefaultHashBuilder, CountEvictions>;
 
+/// The cache's form of an order's JSON: a copy in an allocation of exactly its size.
+/// serde's buffer grows by doubling and `Bytes::from(Vec)` would keep the spare capacity (and
+/// allocators may not shrink in place), so an entry could hold up to twice its size.
+pub fn cached_json(json: Vec<u8>) -> Bytes {
+    Bytes::copy_from_slice(&json)
+}
+
 /// HTTP → cache: the order's JSON, from the cache or the database.
 #[derive(Message)]
 #[rtype(result = "Lookup")]
@@ -153,7 +160,7 @@ impl Handler<Get> for CacheActor {
                 .await
                 .map_err(DbError::from)?;
             Ok::<_, DbError>(
-                order.map(|o| (uid, Bytes::from(serde_json::to_vec(&o).unwrap_or_default()))),
+                order.map(|o| (uid, cached_json(serde_json::to_vec(&o).unwrap_or_default()))),
             )
         };
         Box::pin(load.into_actor(self).map(|loaded, act, _| match loaded {

@@ -17,10 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::web::Bytes;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
-use super::cache_actor::{CacheActor, Put};
+use super::cache_actor::{CacheActor, Put, cached_json};
 use super::kafka_reader::{DatabaseState, KafkaReader, Written};
 use crate::db::{DbError, queries};
 use crate::domain::{RejectReason, Rejection, parse_and_validate};
@@ -136,7 +135,7 @@ impl OrderWriter {
             {
                 self.cache.do_send(Put {
                     uid: valid.order.order_uid,
-                    json: Bytes::from(valid.json),
+                    json: cached_json(valid.json),
                 });
             }
             match by_epoch.last_mut() {
