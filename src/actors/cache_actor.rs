@@ -144,12 +144,13 @@ impl Actor for CacheActor {
 }
 
 impl Handler<Get> for CacheActor {
-    type Result = ResponseActFuture<Self, Lookup>;
+    type Result = ActorResponse<Self, Lookup>;
 
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
+        // A hit is answered in place: no future to spawn and poll on the hot path.
         if let Some(json) = self.cache.as_ref().and_then(|c| c.get(&msg.uid)) {
             METRICS.cache_hits.inc();
-            return Box::pin(actix::fut::ready(Lookup::Hit(json.clone())));
+            return ActorResponse::reply(Lookup::Hit(json.clone()));
         }
         METRICS.cache_misses.inc();
         let pool = self.pool.clone();
@@ -163,7 +164,7 @@ impl Handler<Get> for CacheActor {
                 order.map(|o| (uid, cached_json(serde_json::to_vec(&o).unwrap_or_default()))),
             )
         };
-        Box::pin(load.into_actor(self).map(|loaded, act, _| match loaded {
+        ActorResponse::r#async(load.into_actor(self).map(|loaded, act, _| match loaded {
             Ok(Some((uid, json))) => {
                 act.insert(uid, json.clone());
                 Lookup::Miss(json)
