@@ -222,25 +222,50 @@ async fn leave_group(consumer: &OrdersConsumer) {
     }
 }
 
-/// Loads the newest orders into the cache, page by page, until the cache is full or every
-/// order is in. Returns how many were cached.
+/// Loads the newest orders into the cache, page by page (id ranges, newest first), until the
+/// cache is full or every order is in. The next page is fetched while the current one is
+/// serialized and handed to the cache, so PostgreSQL and this thread work in parallel.
+/// Returns how many orders were cached.
 pub async fn warm_up(pool: &PgPool, cache: &Addr<CacheActor>) -> anyhow::Result<usize> {
-    let mut conn = pool
-        .get()
-        .await
-        .context("Failed to get a database connection for the cache warm-up")?;
-    let mut cursor = None;
-    let mut total = 0;
-    loop {
-        let (orders, next) = queries::newest_orders_page(&mut conn, cursor, WARM_PAGE)
+    let bounds = {
+        let mut conn = pool
+            .get()
             .await
+            .context("Failed to get a database connection for the cache warm-up")?;
+        queries::order_id_bounds(&mut conn)
+            .await
+            .context("Failed to read the order id range for the cache warm-up")?
+    };
+    let Some((lowest, highest)) = bounds else {
+        return Ok(0);
+    };
+    let fetch = |hi: i64| {
+        let pool = pool.clone();
+        actix::spawn(async move {
+            let mut conn = pool.get().await.map_err(crate::db::DbError::from)?;
+            queries::orders_in_id_range(&mut conn, hi - WARM_PAGE, hi)
+                .await
+                .map_err(crate::db::DbError::from)
+        })
+    };
+    let mut total = 0;
+    let mut hi = highest;
+    let mut pending = Some(fetch(hi));
+    while let Some(page) = pending.take() {
+        let orders = page
+            .await
+            .context("the warm-up task failed")?
             .context("Failed to read orders for the cache warm-up")?;
-        let last_page = orders.len() < WARM_PAGE as usize;
+        hi -= WARM_PAGE;
+        let more = hi >= lowest;
+        if more {
+            pending = Some(fetch(hi));
+        }
         let page: Vec<(String, Bytes)> = orders
             .into_iter()
             .map(|o| {
-                let json = serde_json::to_vec(&o).unwrap_or_default();
-                (o.order_uid, cached_json(json))
+                let json = cached_json(serde_json::to_vec(&o).unwrap_or_default());
+                (o.order_uid, json)
             })
             .collect();
         let progress = cache
@@ -248,9 +273,9 @@ pub async fn warm_up(pool: &PgPool, cache: &Addr<CacheActor>) -> anyhow::Result<
             .await
             .context("the cache actor is gone")?;
         total += progress.accepted;
-        if progress.full || last_page {
-            return Ok(total);
+        if progress.full {
+            break;
         }
-        cursor = next;
     }
+    Ok(total)
 }

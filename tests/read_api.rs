@@ -279,6 +279,35 @@ async fn orders_stored_before_start_up_are_hits_once_ready_and_misses_read_throu
     }
     service.kill();
 
+    // A cache too small for all of them is warmed with the newest stored that fit.
+    let small = Service::start(&env, &[("CACHE_MAX_BYTES", "6000")]);
+    #[derive(diesel::QueryableByName)]
+    struct Uid {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_uid: String,
+    }
+    let by_age: Vec<Uid> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query("SELECT order_uid FROM orders ORDER BY id DESC"),
+        &mut env.db().await,
+    )
+    .await
+    .expect("orders by age");
+    let (_, stats) = get_json(&small, "/stats").await;
+    let cached = stats["cache"]["entries"].as_u64().expect("entries") as usize;
+    assert!(cached > 0 && cached < uids.len(), "cached {cached}");
+    assert!(stats["cache"]["bytes"].as_u64().expect("bytes") <= 6000);
+    let newest = &by_age[0].order_uid;
+    let res = get(&small, &format!("/order/{newest}")).await;
+    assert_eq!(res.headers()["x-cache"], "hit", "the newest order is warm");
+    let oldest = &by_age[by_age.len() - 1].order_uid;
+    let res = get(&small, &format!("/order/{oldest}")).await;
+    assert_eq!(
+        res.headers()["x-cache"],
+        "miss",
+        "the oldest order did not fit"
+    );
+    small.kill();
+
     // With the cache off every read goes to the database.
     let cold = Service::start(&env, &[("CACHE_MAX_BYTES", "0")]);
     let res = get(&cold, "/order/warm_3").await;

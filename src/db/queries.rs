@@ -360,33 +360,32 @@ pub async fn find_order(conn: &mut AsyncPgConnection, uid: &str) -> QueryResult<
     Ok(Some(assemble(o, d, p, lines)))
 }
 
-/// One page of orders, newest stored first, strictly older than `before` (an `orders.id`).
-/// Returns the orders and the cursor for the next page.
-pub async fn newest_orders_page(
+/// The stored orders with `lo < id <= hi`, newest first (a warm-up page). Id ranges rather
+/// than a cursor let the next page be requested before this one is processed.
+pub async fn orders_in_id_range(
     conn: &mut AsyncPgConnection,
-    before: Option<i64>,
-    limit: i64,
-) -> QueryResult<(Vec<Order>, Option<i64>)> {
-    let mut query = orders::table
+    lo: i64,
+    hi: i64,
+) -> QueryResult<Vec<Order>> {
+    let heads: Vec<(OrderRow, DeliveryRow, PaymentRow)> = orders::table
         .inner_join(deliveries::table)
         .inner_join(payments::table)
+        // The range on every table lets the planner join three index ranges instead of
+        // scanning deliveries or payments whole for each page.
+        .filter(orders::id.gt(lo).and(orders::id.le(hi)))
+        .filter(deliveries::order_id.gt(lo).and(deliveries::order_id.le(hi)))
+        .filter(payments::order_id.gt(lo).and(payments::order_id.le(hi)))
         .select((
             OrderRow::as_select(),
             DeliveryRow::as_select(),
             PaymentRow::as_select(),
         ))
         .order(orders::id.desc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(before) = before {
-        query = query.filter(orders::id.lt(before));
-    }
-    let heads: Vec<(OrderRow, DeliveryRow, PaymentRow)> = query.load(conn).await?;
-    let ids: Vec<i64> = heads.iter().map(|(o, _, _)| o.id).collect();
-    let cursor = ids.last().copied();
-    let mut lines: HashMap<i64, Vec<ItemRow>> = HashMap::with_capacity(ids.len());
+        .load(conn)
+        .await?;
+    let mut lines: HashMap<i64, Vec<ItemRow>> = HashMap::with_capacity(heads.len());
     for row in items::table
-        .filter(items::order_id.eq_any(&ids))
+        .filter(items::order_id.gt(lo).and(items::order_id.le(hi)))
         .order((items::order_id.asc(), items::position.asc()))
         .select(ItemRow::as_select())
         .load::<ItemRow>(conn)
@@ -394,14 +393,22 @@ pub async fn newest_orders_page(
     {
         lines.entry(row.order_id).or_default().push(row);
     }
-    let orders = heads
+    Ok(heads
         .into_iter()
         .map(|(o, d, p)| {
             let item_rows = lines.remove(&o.id).unwrap_or_default();
             assemble(o, d, p, item_rows)
         })
-        .collect();
-    Ok((orders, cursor))
+        .collect())
+}
+
+/// The lowest and highest `orders.id`, if any order is stored.
+pub async fn order_id_bounds(conn: &mut AsyncPgConnection) -> QueryResult<Option<(i64, i64)>> {
+    let (lo, hi): (Option<i64>, Option<i64>) = orders::table
+        .select((diesel::dsl::min(orders::id), diesel::dsl::max(orders::id)))
+        .first(conn)
+        .await?;
+    Ok(lo.zip(hi))
 }
 
 /// The newest stored orders, summarised for the page's recent list.

@@ -124,24 +124,7 @@ impl TestEnv {
 
     /// Runs the emulator to completion with these extra arguments.
     pub fn emulate(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_emulator"))
-            .args([
-                "--brokers",
-                &self.brokers,
-                "--topic",
-                &self.topic,
-                "--quiet",
-            ])
-            .args(args)
-            .output()
-            .expect("run the emulator");
-        assert!(
-            out.status.success(),
-            "emulator failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        finish_emulator(spawn_emulator(self, args))
     }
 
     /// Produces raw messages (key, payload) synchronously.
