@@ -141,23 +141,12 @@ async fn lists_health_stats_metrics_openapi_and_the_page() {
     assert_eq!(status, 200);
     let listed = body["orders"].as_array().expect("orders");
     assert_eq!(listed.len(), 3);
-    #[derive(diesel::QueryableByName)]
-    struct Uid {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        order_uid: String,
-    }
-    let newest: Vec<Uid> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query("SELECT order_uid FROM orders ORDER BY id DESC LIMIT 3"),
-        &mut env.db().await,
-    )
-    .await
-    .expect("newest");
-    let listed_uids: Vec<&str> = listed
+    let listed_uids: Vec<String> = listed
         .iter()
-        .filter_map(|o| o["order_uid"].as_str())
+        .filter_map(|o| o["order_uid"].as_str().map(str::to_string))
         .collect();
-    let newest_uids: Vec<&str> = newest.iter().map(|u| u.order_uid.as_str()).collect();
-    assert_eq!(listed_uids, newest_uids, "newest stored first");
+    let newest = uids_newest_first(&env).await;
+    assert_eq!(listed_uids, newest[..3].to_vec(), "newest stored first");
     assert_eq!(listed[0]["items"], 2);
     assert_eq!(listed[0]["amount"], 2134);
     assert_eq!(listed[0]["currency"], "USD");
@@ -281,25 +270,15 @@ async fn orders_stored_before_start_up_are_hits_once_ready_and_misses_read_throu
 
     // A cache too small for all of them is warmed with the newest stored that fit.
     let small = Service::start(&env, &[("CACHE_MAX_BYTES", "6000")]);
-    #[derive(diesel::QueryableByName)]
-    struct Uid {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        order_uid: String,
-    }
-    let by_age: Vec<Uid> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query("SELECT order_uid FROM orders ORDER BY id DESC"),
-        &mut env.db().await,
-    )
-    .await
-    .expect("orders by age");
+    let by_age = uids_newest_first(&env).await;
     let (_, stats) = get_json(&small, "/stats").await;
     let cached = stats["cache"]["entries"].as_u64().expect("entries") as usize;
     assert!(cached > 0 && cached < uids.len(), "cached {cached}");
     assert!(stats["cache"]["bytes"].as_u64().expect("bytes") <= 6000);
-    let newest = &by_age[0].order_uid;
+    let newest = &by_age[0];
     let res = get(&small, &format!("/order/{newest}")).await;
     assert_eq!(res.headers()["x-cache"], "hit", "the newest order is warm");
-    let oldest = &by_age[by_age.len() - 1].order_uid;
+    let oldest = &by_age[by_age.len() - 1];
     let res = get(&small, &format!("/order/{oldest}")).await;
     assert_eq!(
         res.headers()["x-cache"],

@@ -556,3 +556,17 @@ pub async fn assert_exactly_the_valid_orders_are_stored(env: &TestEnv, uids_file
         "valid orders dead-lettered: {wrongly_rejected:?}"
     );
 }
+
+/// The stored order ids, most recently stored first.
+pub async fn uids_newest_first(env: &TestEnv) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Uid {
+        #[diesel(sql_type = Text)]
+        order_uid: String,
+    }
+    let rows: Vec<Uid> = sql_query("SELECT order_uid FROM orders ORDER BY id DESC")
+        .load(&mut env.db().await)
+        .await
+        .expect("stored order ids");
+    rows.into_iter().map(|r| r.order_uid).collect()
+}
