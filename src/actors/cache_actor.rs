@@ -56,7 +56,7 @@ pub struct Get {
     pub uid: String,
 }
 
-#[derive(Debug, Clone, MessageResponse)]
+#[derive(Debug, Clone)]
 pub enum Lookup {
     Hit(Bytes),
     /// Loaded from the database (and now cached).
@@ -131,15 +131,12 @@ impl CacheActor {
     }
 }
 
-/// Mailbox size for `send().await` callers; `do_send` is not bounded by it.
-const MAILBOX: usize = 1 << 16;
-
 impl Actor for CacheActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Every HTTP worker talks to this actor; its own speed is the limit, not a mailbox.
-        ctx.set_mailbox_capacity(MAILBOX);
+        ctx.set_mailbox_capacity(super::MAILBOX);
     }
 }
 

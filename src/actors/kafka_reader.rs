@@ -312,15 +312,12 @@ pub fn route(key: Option<&[u8]>, partition: i32, writers: usize) -> usize {
     (hasher.finish() % writers.max(1) as u64) as usize
 }
 
-/// Mailbox size for `send().await` callers; `do_send` is not bounded by it.
-const MAILBOX: usize = 1 << 16;
-
 impl Actor for KafkaReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Completions must never wait behind a full mailbox.
-        ctx.set_mailbox_capacity(MAILBOX);
+        ctx.set_mailbox_capacity(super::MAILBOX);
     }
 }
 

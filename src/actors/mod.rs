@@ -13,6 +13,10 @@
 //! - [`DbReader`](db_reader::DbReader) (main System): answers `RecentOrders`,
 //!   `RecentDeadLetters`, `CountOrders`; probes the database every second for `/health`.
 
+/// Mailbox size of every actor for `send().await` callers (the default, 16, would make HTTP
+/// handlers queue behind each other); `do_send` is not bounded by it.
+const MAILBOX: usize = 1 << 16;
+
 pub mod cache_actor;
 pub mod db_reader;
 pub mod kafka_reader;

@@ -156,15 +156,12 @@ impl OrderWriter {
     }
 }
 
-/// Mailbox size for `send().await` callers; `do_send` is not bounded by it.
-const MAILBOX: usize = 1 << 16;
-
 impl Actor for OrderWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // The reader can outrun one writer; its own in-flight bound is the back-pressure.
-        ctx.set_mailbox_capacity(MAILBOX);
+        ctx.set_mailbox_capacity(super::MAILBOX);
     }
 }
 
