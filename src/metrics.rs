@@ -46,6 +46,9 @@ pub struct Metrics {
     pub cache_misses: IntCounter,
     /// Entries evicted from the cache to stay under CACHE_MAX_BYTES.
     pub cache_evictions: IntCounter,
+    /// `Get` messages from the HTTP workers; hits plus misses divided by this is the
+    /// average number of lookups per message.
+    pub cache_lookup_batches: IntCounter,
     /// Orders currently cached.
     pub cache_entries: IntGauge,
     /// Bytes the cache currently accounts for (keys plus JSON).
@@ -201,6 +204,11 @@ impl Metrics {
                 &r,
                 "orders_cache_evictions_total",
                 "Entries evicted to stay under CACHE_MAX_BYTES.",
+            ),
+            cache_lookup_batches: counter(
+                &r,
+                "orders_cache_lookup_batches_total",
+                "Messages carrying order lookups from the HTTP workers to the CacheActor.",
             ),
             cache_entries: gauge(&r, "orders_cache_entries", "Orders currently cached."),
             cache_bytes: gauge(

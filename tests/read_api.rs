@@ -210,6 +210,7 @@ async fn lists_health_stats_metrics_openapi_and_the_page() {
         "orders_consumer_paused",
         "orders_cache_hits_total",
         "orders_cache_misses_total",
+        "orders_cache_lookup_batches_total",
         "orders_cache_entries",
         "orders_cache_bytes",
         "orders_warmup_orders",

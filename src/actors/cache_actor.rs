@@ -2,9 +2,10 @@
 //! every order as ready-to-send JSON.
 //!
 //! - `Put` (writers, after their transaction committed): write-through.
-//! - `Get` (HTTP handlers): a hit answers at once; a miss loads the order from PostgreSQL on
-//!   this actor's runtime (the main System, where the pool lives) *without* blocking other
-//!   lookups, then caches it (read-through).
+//! - `Get` (HTTP workers, several lookups per message: see [`crate::http::cache_client`]): a
+//!   hit is answered at once; a miss is loaded from PostgreSQL on this actor's runtime (the
+//!   main System, where the pool lives) *without* blocking other lookups, then cached
+//!   (read-through), and its answer follows on a channel.
 //! - `Warm` (start-up): pages of the newest orders, accepted until the byte budget is full.
 //!
 //! `CACHE_MAX_BYTES=0` turns the cache off: every lookup reads the database.
@@ -12,6 +13,7 @@
 use actix::prelude::*;
 use actix_web::web::Bytes;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter, unsync::Cache};
+use tokio::sync::oneshot;
 
 use crate::db::{DbError, PgPool, queries};
 use crate::metrics::METRICS;
@@ -49,11 +51,20 @@ pub fn cached_json(json: Vec<u8>) -> Bytes {
     Bytes::copy_from_slice(&json)
 }
 
-/// HTTP → cache: the order's JSON, from the cache or the database.
+/// HTTP → cache: the JSON of the orders with these ids, from the cache or the database; one
+/// [`Answer`] per id, in the same order.
 #[derive(Message)]
-#[rtype(result = "Lookup")]
+#[rtype(result = "Vec<Answer>")]
 pub struct Get {
-    pub uid: String,
+    pub uids: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum Answer {
+    Ready(Lookup),
+    /// A miss being loaded from the database: its [`Lookup`] arrives on this channel, so the
+    /// hits asked for in the same message do not wait for it.
+    Loading(oneshot::Receiver<Lookup>),
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +133,41 @@ impl CacheActor {
         Self { cache, pool }
     }
 
+    fn lookup(&mut self, uid: String, ctx: &mut Context<Self>) -> Answer {
+        if let Some(json) = self.cache.as_ref().and_then(|c| c.get(&uid)) {
+            METRICS.cache_hits.inc();
+            return Answer::Ready(Lookup::Hit(json.clone()));
+        }
+        METRICS.cache_misses.inc();
+        let (tx, rx) = oneshot::channel();
+        let pool = self.pool.clone();
+        let load = async move {
+            let mut conn = pool.get().await.map_err(DbError::from)?;
+            let order = queries::find_order(&mut conn, &uid)
+                .await
+                .map_err(DbError::from)?;
+            Ok::<_, DbError>(
+                order.map(|o| (uid, cached_json(serde_json::to_vec(&o).unwrap_or_default()))),
+            )
+        };
+        ctx.spawn(load.into_actor(self).map(move |loaded, act, _| {
+            let lookup = match loaded {
+                Ok(Some((uid, json))) => {
+                    act.insert(uid, json.clone());
+                    Lookup::Miss(json)
+                }
+                Ok(None) => Lookup::NotFound,
+                Err(e) => {
+                    log::warn!("cache: loading an order failed: {e}");
+                    Lookup::Unavailable(e.to_string())
+                }
+            };
+            // The asker may have gone (client disconnected): nothing to tell then.
+            let _ = tx.send(lookup);
+        }));
+        Answer::Loading(rx)
+    }
+
     fn insert(&mut self, uid: String, json: Bytes) {
         if let Some(cache) = &mut self.cache {
             cache.insert(uid, json);
@@ -141,37 +187,15 @@ impl Actor for CacheActor {
 }
 
 impl Handler<Get> for CacheActor {
-    type Result = ActorResponse<Self, Lookup>;
+    type Result = MessageResult<Get>;
 
-    fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
-        // A hit is answered in place: no future to spawn and poll on the hot path.
-        if let Some(json) = self.cache.as_ref().and_then(|c| c.get(&msg.uid)) {
-            METRICS.cache_hits.inc();
-            return ActorResponse::reply(Lookup::Hit(json.clone()));
-        }
-        METRICS.cache_misses.inc();
-        let pool = self.pool.clone();
-        let uid = msg.uid;
-        let load = async move {
-            let mut conn = pool.get().await.map_err(DbError::from)?;
-            let order = queries::find_order(&mut conn, &uid)
-                .await
-                .map_err(DbError::from)?;
-            Ok::<_, DbError>(
-                order.map(|o| (uid, cached_json(serde_json::to_vec(&o).unwrap_or_default()))),
-            )
-        };
-        ActorResponse::r#async(load.into_actor(self).map(|loaded, act, _| match loaded {
-            Ok(Some((uid, json))) => {
-                act.insert(uid, json.clone());
-                Lookup::Miss(json)
-            }
-            Ok(None) => Lookup::NotFound,
-            Err(e) => {
-                log::warn!("cache: loading an order failed: {e}");
-                Lookup::Unavailable(e.to_string())
-            }
-        }))
+    fn handle(&mut self, msg: Get, ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            msg.uids
+                .into_iter()
+                .map(|uid| self.lookup(uid, ctx))
+                .collect(),
+        )
     }
 }
 

@@ -8,8 +8,9 @@
 //!   validates, writes batches in one transaction each, publishes dead letters to the DLQ
 //!   topic, sends `Put` to the CacheActor and `Written` back to the reader.
 //! - [`CacheActor`](cache_actor::CacheActor) (main System): owns the cache; answers `Get`
-//!   from HTTP handlers (reading through to PostgreSQL on a miss), takes `Put` from writers
-//!   and `Warm` pages at start-up; answers `GetCacheStats`.
+//!   from HTTP workers (the lookups a worker started in one turn of its event loop, see
+//!   `http::cache_client`; reading through to PostgreSQL on a miss), takes `Put` from
+//!   writers and `Warm` pages at start-up; answers `GetCacheStats`.
 //! - [`DbReader`](db_reader::DbReader) (main System): answers `RecentOrders`,
 //!   `RecentDeadLetters`, `CountOrders`; probes the database every second for `/health`.
 

@@ -1,5 +1,6 @@
 //! The HTTP server: routes, security headers, limits, JSON errors everywhere.
 
+pub mod cache_client;
 mod error;
 mod ops;
 mod orders;
@@ -17,6 +18,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use actix_web_prom::PrometheusMetricsBuilder;
 
 pub use error::ApiError;
+
+use self::cache_client::CacheClient;
 
 use crate::actors::cache_actor::CacheActor;
 use crate::actors::db_reader::DbReader;
@@ -50,6 +53,8 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> anyhow:
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            // Built here, so one per worker: see `cache_client`.
+            .app_data(web::Data::new(CacheClient::new(state.cache.clone())))
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::BadRequest(format!("bad query string: {e}")).into()
             }))

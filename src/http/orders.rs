@@ -1,11 +1,13 @@
 //! `/order/{order_uid}`, `/orders`, `/dead-letters`.
 
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::AppState;
+use super::cache_client::CacheClient;
 use super::error::ApiError;
-use crate::actors::cache_actor::{Get, Lookup};
+use crate::actors::cache_actor::Lookup;
 use crate::actors::db_reader::{RecentDeadLetters, RecentOrders};
 use crate::domain::rules::is_valid_order_uid;
 
@@ -15,7 +17,7 @@ const MAX_LIMIT: i64 = 1000;
 /// `GET /order/{order_uid}`: the order exactly as produced; `X-Cache: hit|miss`.
 pub async fn get_order(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    cache: web::Data<CacheClient>,
 ) -> Result<HttpResponse, ApiError> {
     let uid = req.match_info().get("order_uid").unwrap_or_default();
     if !is_valid_order_uid(uid) {
@@ -24,22 +26,20 @@ pub async fn get_order(
             "{shown:?} is not an order id: expected 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'"
         )));
     }
-    let (json, cache) = match state
-        .cache
-        .send(Get {
-            uid: uid.to_string(),
-        })
-        .await?
-    {
+    let (json, cache) = match cache.get(uid.to_string()).await {
         Lookup::Hit(json) => (json, "hit"),
         Lookup::Miss(json) => (json, "miss"),
         Lookup::NotFound => return Err(ApiError::NotFound(format!("no order with id {uid}"))),
         Lookup::Unavailable(detail) => return Err(ApiError::Unavailable(detail)),
     };
+    // Static names and values: no parsing or allocation per response on the hottest path.
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .insert_header(("X-Cache", cache))
-        .insert_header(("Cache-Control", "no-store"))
+        .content_type(HeaderValue::from_static("application/json"))
+        .insert_header((
+            HeaderName::from_static("x-cache"),
+            HeaderValue::from_static(cache),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .body(json))
 }
 
