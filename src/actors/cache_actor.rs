@@ -141,6 +141,7 @@ impl CacheActor {
         METRICS.cache_misses.inc();
         let (tx, rx) = oneshot::channel();
         let pool = self.pool.clone();
+        let asked = uid.clone();
         let load = async move {
             let mut conn = pool.get().await.map_err(DbError::from)?;
             let order = queries::find_order(&mut conn, &uid)
@@ -158,7 +159,7 @@ impl CacheActor {
                 }
                 Ok(None) => Lookup::NotFound,
                 Err(e) => {
-                    log::warn!("cache: loading an order failed: {e}");
+                    log::warn!("cache: loading order {asked} failed: {e}");
                     Lookup::Unavailable(e.to_string())
                 }
             };
