@@ -4,7 +4,7 @@
 //! Why: a message to the CacheActor and its answer each cross threads, and each crossing
 //! wakes the other thread (an eventfd write, an epoll return, a context switch). With wrk on
 //! this 2-core VM that hop was about 30 % of a cache hit's cost when every request paid it
-//! (`GET /order` with the actor ~58k req/s, the same response without it ~81k). Batched, it
+//! (`GET /order` through the actor ~54k req/s, a same-size response without it ~81k). Batched, it
 //! is paid once for all the requests a worker has ready at the same time under load, while a
 //! lone request still goes at once: the flush is a task on the same worker that runs as soon
 //! as the handlers that are ready now have yielded.
