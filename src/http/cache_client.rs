@@ -4,10 +4,11 @@
 //! Why: a message to the CacheActor and its answer each cross threads, and each crossing
 //! wakes the other thread (an eventfd write, an epoll return, a context switch). With wrk on
 //! this 2-core VM that hop was about 30 % of a cache hit's cost when every request paid it
-//! (`GET /order` through the actor ~54k req/s, a same-size response without it ~81k). Batched, it
-//! is paid once for all the requests a worker has ready at the same time under load, while a
-//! lone request still goes at once: the flush is a task on the same worker that runs as soon
-//! as the handlers that are ready now have yielded.
+//! (`GET /order` through the actor ~54k req/s, a same-size response without it ~81k).
+//! Batched, it is paid once for all the requests a worker has ready at the same time under
+//! load (~10 per message in `scripts/bench-read`), while a lone request still goes at once:
+//! the flush is a task on the same worker that runs as soon as the handlers that are ready
+//! now have yielded.
 //!
 //! One client per worker (built in the `HttpServer` factory), so the queue is a `RefCell`:
 //! everything here runs on that worker's thread.
