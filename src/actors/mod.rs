@@ -8,7 +8,7 @@
 //!   validates, writes batches in one transaction each, publishes dead letters to the DLQ
 //!   topic, sends `Put` to the CacheActor and `Written` back to the reader.
 //! - [`CacheActor`](cache_actor::CacheActor) (main System): owns the cache; answers `Get`
-//!   from HTTP workers (the lookups a worker started in one turn of its event loop, see
+//!   from HTTP workers (a batch of lookups, one message in flight per worker, see
 //!   `http::cache_client`; reading through to PostgreSQL on a miss), takes `Put` from
 //!   writers and `Warm` pages at start-up; answers `GetCacheStats`.
 //! - [`DbReader`](db_reader::DbReader) (main System): answers `RecentOrders`,

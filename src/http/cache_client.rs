@@ -1,14 +1,16 @@
-//! An HTTP worker's side of the CacheActor: the order lookups its handlers start in one turn
-//! of the worker's event loop travel to the actor as one `Get` message.
+//! An HTTP worker's side of the CacheActor: the order lookups its handlers start travel to
+//! the actor in batches, one `Get` message per batch, one message in flight per worker.
 //!
 //! Why: a message to the CacheActor and its answer each cross threads, and each crossing
 //! wakes the other thread (an eventfd write, an epoll return, a context switch). With wrk on
 //! this 2-core VM that hop was about 30 % of a cache hit's cost when every request paid it
 //! (`GET /order` through the actor ~54k req/s, a same-size response without it ~81k).
-//! Batched, it is paid once for all the requests a worker has ready at the same time under
-//! load (~10 per message in `scripts/bench-read`), while a lone request still goes at once:
-//! the flush is a task on the same worker that runs as soon as the handlers that are ready
-//! now have yielded.
+//! Batched, it is paid once per message instead of once per request. A worker keeps one
+//! message in flight: the lookups started while it is with the actor go together when it
+//! comes back, so messages grow with the load instead of the wake-ups. A lone request still
+//! goes at once: the sender is a task on the same worker that runs as soon as the handlers
+//! that are ready now have yielded. Misses do not hold a message up: the actor answers them
+//! with a channel on which the order follows.
 //!
 //! One client per worker (built in the `HttpServer` factory), so the queue is a `RefCell`:
 //! everything here runs on that worker's thread.
@@ -30,7 +32,8 @@ pub struct CacheClient {
 #[derive(Default)]
 struct Queue {
     waiting: RefCell<Vec<(String, oneshot::Sender<Answer>)>>,
-    flush_scheduled: Cell<bool>,
+    /// A sender task exists: scheduled, or waiting for the answer to its message.
+    sending: Cell<bool>,
     batches_sent: Cell<u64>,
 }
 
@@ -46,8 +49,8 @@ impl CacheClient {
     pub async fn get(&self, uid: String) -> Lookup {
         let (tx, rx) = oneshot::channel();
         self.queue.waiting.borrow_mut().push((uid, tx));
-        if !self.queue.flush_scheduled.replace(true) {
-            actix_web::rt::spawn(flush(self.cache.clone(), Rc::clone(&self.queue)));
+        if !self.queue.sending.replace(true) {
+            actix_web::rt::spawn(send_batches(self.cache.clone(), Rc::clone(&self.queue)));
         }
         let gone = || Lookup::Unavailable("the cache is shutting down".to_string());
         match rx.await {
@@ -63,20 +66,23 @@ impl CacheClient {
     }
 }
 
-/// Sends everything queued as one message and hands each waiting handler its answer.
-async fn flush(cache: Addr<CacheActor>, queue: Rc<Queue>) {
-    queue.flush_scheduled.set(false);
-    let (uids, waiters): (Vec<String>, Vec<_>) = queue.waiting.take().into_iter().unzip();
-    if uids.is_empty() {
-        return;
-    }
-    queue.batches_sent.set(queue.batches_sent.get() + 1);
-    METRICS.cache_lookup_batches.inc();
-    // On a mailbox error the senders are dropped: every waiter answers "shutting down".
-    if let Ok(answers) = cache.send(Get { uids }).await {
-        for (waiter, answer) in waiters.into_iter().zip(answers) {
-            // The handler may have gone (client disconnected): nothing to tell then.
-            let _ = waiter.send(answer);
+/// Sends everything queued as one message, hands each waiting handler its answer, and
+/// repeats with what was queued meanwhile until nothing is left.
+async fn send_batches(cache: Addr<CacheActor>, queue: Rc<Queue>) {
+    loop {
+        let (uids, waiters): (Vec<String>, Vec<_>) = queue.waiting.take().into_iter().unzip();
+        if uids.is_empty() {
+            queue.sending.set(false);
+            return;
+        }
+        queue.batches_sent.set(queue.batches_sent.get() + 1);
+        METRICS.cache_lookup_batches.inc();
+        // On a mailbox error the senders are dropped: every waiter answers "shutting down".
+        if let Ok(answers) = cache.send(Get { uids }).await {
+            for (waiter, answer) in waiters.into_iter().zip(answers) {
+                // The handler may have gone (client disconnected): nothing to tell then.
+                let _ = waiter.send(answer);
+            }
         }
     }
 }
@@ -129,6 +135,50 @@ mod tests {
         // A lone lookup goes at once, in a message of its own.
         assert!(matches!(client.get("order3".into()).await, Lookup::Hit(_)));
         assert_eq!(client.batches_sent(), 2);
+    }
+
+    #[actix_rt::test]
+    async fn lookups_started_while_a_message_is_out_go_together_when_it_returns() {
+        let arbiter = actix::Arbiter::new();
+        let pool = unreachable_pool();
+        let cache = CacheActor::start_in_arbiter(&arbiter.handle(), move |_| {
+            CacheActor::new(1 << 20, pool)
+        });
+        for i in 0..11 {
+            let uid = format!("order{i}");
+            let json = json_of(&uid);
+            cache.send(Put { uid, json }).await.expect("put");
+        }
+        let client = Rc::new(CacheClient::new(cache));
+
+        // Hold the actor's thread so that the first message stays out.
+        arbiter.spawn_fn(|| std::thread::sleep(std::time::Duration::from_millis(300)));
+        let first = actix_rt::spawn({
+            let client = Rc::clone(&client);
+            async move { client.get("order0".into()).await }
+        });
+        while client.batches_sent() == 0 {
+            actix_rt::task::yield_now().await;
+        }
+        // Ten lookups, each started on its own turn of the event loop.
+        let mut later = Vec::new();
+        for i in 1..11 {
+            let client = Rc::clone(&client);
+            later.push(actix_rt::spawn(async move {
+                client.get(format!("order{i}")).await
+            }));
+            actix_rt::task::yield_now().await;
+        }
+        assert!(matches!(first.await.expect("first"), Lookup::Hit(_)));
+        for lookup in later {
+            assert!(matches!(lookup.await.expect("later"), Lookup::Hit(_)));
+        }
+        assert_eq!(
+            client.batches_sent(),
+            2,
+            "the ten waited for the first message"
+        );
+        arbiter.stop();
     }
 
     #[actix_rt::test]
