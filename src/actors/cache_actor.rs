@@ -141,25 +141,23 @@ impl CacheActor {
         METRICS.cache_misses.inc();
         let (tx, rx) = oneshot::channel();
         let pool = self.pool.clone();
-        let asked = uid.clone();
+        let key = uid.clone();
         let load = async move {
             let mut conn = pool.get().await.map_err(DbError::from)?;
-            let order = queries::find_order(&mut conn, &uid)
+            let order = queries::find_order(&mut conn, &key)
                 .await
                 .map_err(DbError::from)?;
-            Ok::<_, DbError>(
-                order.map(|o| (uid, cached_json(serde_json::to_vec(&o).unwrap_or_default()))),
-            )
+            Ok::<_, DbError>(order.map(|o| cached_json(serde_json::to_vec(&o).unwrap_or_default())))
         };
         ctx.spawn(load.into_actor(self).map(move |loaded, act, _| {
             let lookup = match loaded {
-                Ok(Some((uid, json))) => {
+                Ok(Some(json)) => {
                     act.insert(uid, json.clone());
                     Lookup::Miss(json)
                 }
                 Ok(None) => Lookup::NotFound,
                 Err(e) => {
-                    log::warn!("cache: loading order {asked} failed: {e}");
+                    log::warn!("cache: loading order {uid} failed: {e}");
                     Lookup::Unavailable(e.to_string())
                 }
             };

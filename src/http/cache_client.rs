@@ -112,14 +112,19 @@ mod tests {
         Bytes::from(format!("{{\"order_uid\":\"{uid}\"}}"))
     }
 
-    #[actix_rt::test]
-    async fn lookups_started_together_share_one_message_and_get_their_own_answers() {
-        let cache = CacheActor::new(1 << 20, unreachable_pool()).start();
-        for i in 0..20 {
+    /// Caches `order0` … `order{n-1}`, each with its [`json_of`].
+    async fn put_orders(cache: &Addr<CacheActor>, n: usize) {
+        for i in 0..n {
             let uid = format!("order{i}");
             let json = json_of(&uid);
             cache.send(Put { uid, json }).await.expect("put");
         }
+    }
+
+    #[actix_rt::test]
+    async fn lookups_started_together_share_one_message_and_get_their_own_answers() {
+        let cache = CacheActor::new(1 << 20, unreachable_pool()).start();
+        put_orders(&cache, 20).await;
         let client = CacheClient::new(cache);
 
         let lookups = (0..20).rev().map(|i| client.get(format!("order{i}")));
@@ -144,11 +149,7 @@ mod tests {
         let cache = CacheActor::start_in_arbiter(&arbiter.handle(), move |_| {
             CacheActor::new(1 << 20, pool)
         });
-        for i in 0..11 {
-            let uid = format!("order{i}");
-            let json = json_of(&uid);
-            cache.send(Put { uid, json }).await.expect("put");
-        }
+        put_orders(&cache, 11).await;
         let client = Rc::new(CacheClient::new(cache));
 
         // Hold the actor's thread so that the first message stays out.
@@ -184,13 +185,11 @@ mod tests {
     #[actix_rt::test]
     async fn a_miss_in_a_batch_does_not_hold_back_the_hits() {
         let cache = CacheActor::new(1 << 20, unreachable_pool()).start();
-        let uid = "cached".to_string();
-        let json = json_of(&uid);
-        cache.send(Put { uid, json }).await.expect("put");
+        put_orders(&cache, 1).await;
         let client = CacheClient::new(cache);
 
         // The hit resolves while the miss is still trying to reach the database.
-        let hit = client.get("cached".into());
+        let hit = client.get("order0".into());
         let miss = client.get("absent".into());
         futures::pin_mut!(miss);
         let first = futures::future::select(Box::pin(hit), miss).await;
