@@ -436,16 +436,24 @@ where
     }
 }
 
-/// Reads an emulator `--uids-out` file: uid → item count.
-pub fn read_uids(path: &Path) -> HashMap<String, i64> {
+/// Reads an emulator output file of `first<TAB>second` lines.
+fn read_pairs(path: &Path, shape: &str) -> Vec<(String, String)> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let (uid, items) = l.split_once('\t').expect("uid<TAB>items");
-            (uid.to_string(), items.trim().parse().expect("item count"))
+            let (first, second) = l.split_once('\t').expect(shape);
+            (first.to_string(), second.trim().to_string())
         })
+        .collect()
+}
+
+/// Reads an emulator `--uids-out` file: uid → item count.
+pub fn read_uids(path: &Path) -> HashMap<String, i64> {
+    read_pairs(path, "uid<TAB>items")
+        .into_iter()
+        .map(|(uid, items)| (uid, items.parse().expect("item count")))
         .collect()
 }
 
@@ -481,15 +489,7 @@ pub fn finish_emulator(child: Child) -> String {
 
 /// Reads an emulator `--rejects-out` file: (uid or key, expected reason).
 pub fn read_rejects(path: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let (key, reason) = l.split_once('\t').expect("key<TAB>reason");
-            (key.to_string(), reason.trim().to_string())
-        })
-        .collect()
+    read_pairs(path, "key<TAB>reason")
 }
 
 /// Waits until the group has committed the whole topic and returns the final counts.
