@@ -1,4 +1,4 @@
-//! `emulator` — feeds the `orders` topic (../shared/SPEC.md §9).
+//! `emulator` — feeds the `orders` topic (README, "Emulator").
 //!
 //! Produces realistic random orders (consistent money, 1–5 items, unique uids) at a given rate
 //! and count, optionally mixed with invalid messages of every rejection reason, byte-identical

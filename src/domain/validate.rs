@@ -1,5 +1,5 @@
 //! `parse_and_validate`: raw Kafka payload → a valid [`Order`] or a [`Rejection`] with a stable
-//! reason code and the path of the offending field (../shared/SPEC.md §3).
+//! reason code and the path of the offending field (README, "The order").
 //!
 //! Order of checks, each cheaper than the next: size → JSON syntax → schema (every field
 //! present with its JSON type; unknown fields ignored) → field rules → money adds up.
@@ -101,8 +101,7 @@ pub struct ValidOrder {
 impl ValidOrder {
     /// Wraps an order known to be valid (it was validated before it was stored).
     pub fn from_order(order: Order) -> Self {
-        // Serializing plain structs of strings and integers cannot fail.
-        let json = serde_json::to_vec(&order).unwrap_or_default();
+        let json = order.to_json();
         let content_hash = Sha256::digest(&json).into();
         Self {
             order,
@@ -264,7 +263,7 @@ mod tests {
     const LIMIT: usize = 64 * 1024;
 
     fn model() -> Value {
-        serde_json::from_str(include_str!("../../../shared/model.json")).expect("model.json")
+        serde_json::from_str(include_str!("../../tests/fixtures/model.json")).expect("model.json")
     }
 
     fn check(v: &Value) -> Result<ValidOrder, Rejection> {
@@ -283,7 +282,7 @@ mod tests {
 
     #[test]
     fn accepts_the_reference_order_and_serializes_it_back_unchanged() {
-        let raw = include_bytes!("../../../shared/model.json");
+        let raw = include_bytes!("../../tests/fixtures/model.json");
         let valid = parse_and_validate(raw, LIMIT).expect("model.json is valid");
         let back: Value = serde_json::from_slice(&valid.json).expect("json");
         assert_eq!(back, model());
@@ -500,7 +499,7 @@ mod tests {
     #[test]
     fn never_panics_on_arbitrary_bytes() {
         // A cheap deterministic fuzz: every prefix of the model and some byte flips.
-        let raw = include_bytes!("../../../shared/model.json");
+        let raw = include_bytes!("../../tests/fixtures/model.json");
         for cut in 0..raw.len() {
             let _ = parse_and_validate(&raw[..cut], LIMIT);
         }

@@ -2,8 +2,8 @@
 //
 //   cd tests/browser && npm ci && BASE_URL=http://127.0.0.1:8081 npm test
 //
-// Assumes the service is running at BASE_URL and that fixtures/model.json and
-// fixtures/xss-order.json were produced to Kafka beforehand; it waits up to 30 s for
+// Assumes the service is running at BASE_URL and that tests/fixtures/model.json and
+// tests/fixtures/xss-order.json were produced to Kafka beforehand; it waits up to 30 s for
 // both to become readable through GET /order/{uid}.
 //
 // Env: BASE_URL (default http://127.0.0.1:8081), CHROMIUM_PATH (default /usr/bin/chromium),
@@ -18,8 +18,8 @@ import { chromium } from 'playwright-core';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BASE_URL = (process.env.BASE_URL || 'http://127.0.0.1:8081').replace(/\/+$/, '');
 const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const MODEL_PATH = process.env.MODEL_JSON || path.join(HERE, 'fixtures', 'model.json');
-const XSS_PATH = process.env.XSS_JSON || path.join(HERE, 'fixtures', 'xss-order.json');
+const MODEL_PATH = process.env.MODEL_JSON || path.join(HERE, '..', 'fixtures', 'model.json');
+const XSS_PATH = process.env.XSS_JSON || path.join(HERE, '..', 'fixtures', 'xss-order.json');
 const ARTIFACTS = path.join(HERE, 'artifacts');
 const READY_TIMEOUT_MS = Number(process.env.READY_TIMEOUT_MS || 30000);
 const TEST_TIMEOUT = 90_000;
