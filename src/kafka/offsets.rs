@@ -23,8 +23,9 @@ pub enum Delivery {
 
 #[derive(Debug, Default)]
 struct PartitionTrack {
-    /// Offsets handed out and not yet committable, in delivery order, with "done" flags.
-    pending: VecDeque<(i64, bool)>,
+    /// Offsets handed out and not yet committable, in delivery order, with "done" flags and
+    /// the message's Kafka timestamp (ms) when known.
+    pending: VecDeque<(i64, bool, Option<i64>)>,
     /// Highest offset ever delivered in this assignment.
     last_delivered: Option<i64>,
     /// Next offset to read, as last reported by `committable`.
@@ -43,13 +44,34 @@ impl OffsetTracker {
 
     /// Records that `offset` of `partition` was given to us.
     pub fn delivered(&mut self, partition: i32, offset: i64) -> Delivery {
+        self.delivered_at(partition, offset, None)
+    }
+
+    /// `delivered`, with the message's Kafka timestamp (ms since the epoch) for the lag in
+    /// seconds.
+    pub fn delivered_at(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    ) -> Delivery {
         let track = self.partitions.entry(partition).or_default();
         if track.last_delivered.is_some_and(|last| offset <= last) {
             return Delivery::AlreadySeen;
         }
         track.last_delivered = Some(offset);
-        track.pending.push_back((offset, false));
+        track.pending.push_back((offset, false, timestamp_ms));
         Delivery::Track
+    }
+
+    /// The Kafka timestamp of the oldest message given out and not yet durable, over all
+    /// partitions: how far behind ingestion is, in time.
+    pub fn oldest_pending_timestamp(&self) -> Option<i64> {
+        self.partitions
+            .values()
+            .filter_map(|t| t.pending.iter().find(|(_, done, _)| !done))
+            .filter_map(|(_, _, ts)| *ts)
+            .min()
     }
 
     /// Records that `offset` of `partition` is durable. Unknown offsets are ignored (they
@@ -59,7 +81,7 @@ impl OffsetTracker {
             return;
         };
         // `pending` is sorted by offset, so a binary search finds the entry.
-        if let Ok(index) = track.pending.binary_search_by_key(&offset, |(o, _)| *o) {
+        if let Ok(index) = track.pending.binary_search_by_key(&offset, |(o, _, _)| *o) {
             track.pending[index].1 = true;
         }
     }
@@ -69,7 +91,7 @@ impl OffsetTracker {
     pub fn committable(&mut self, partition: i32) -> Option<i64> {
         let track = self.partitions.get_mut(&partition)?;
         let mut last_done = None;
-        while let Some(&(offset, true)) = track.pending.front() {
+        while let Some(&(offset, true, _)) = track.pending.front() {
             last_done = Some(offset);
             track.pending.pop_front();
         }
@@ -220,6 +242,21 @@ mod tests {
         assert_eq!(t.committable(P), None);
         // After reassignment the partition starts afresh from wherever Kafka resumes.
         assert_eq!(t.delivered(P, 1), Delivery::Track);
+    }
+
+    #[test]
+    fn the_oldest_pending_timestamp_is_that_of_the_oldest_unfinished_message() {
+        let mut t = OffsetTracker::new();
+        t.delivered_at(0, 0, Some(1_000));
+        t.delivered_at(0, 1, Some(2_000));
+        t.delivered_at(1, 0, Some(1_500));
+        assert_eq!(t.oldest_pending_timestamp(), Some(1_000));
+        t.done(0, 0);
+        assert_eq!(t.oldest_pending_timestamp(), Some(1_500));
+        t.done(1, 0);
+        t.done(0, 1);
+        t.all_committable();
+        assert_eq!(t.oldest_pending_timestamp(), None);
     }
 
     #[test]
