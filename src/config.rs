@@ -37,6 +37,9 @@ pub struct Config {
     pub cache_max_bytes: u64,
     /// Longest the ordered stop may take before the process exits anyway.
     pub shutdown_timeout: Duration,
+    /// Apply pending migrations at start-up (under an advisory lock); `false` waits for a
+    /// separate `orders-service migrate` step to have applied them.
+    pub run_migrations: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,8 @@ pub struct KafkaConfig {
     /// `None` turns the DLQ topic off (dead letters still go to the table).
     pub dlq_topic: Option<String>,
     pub session_timeout_ms: u32,
+    /// librdkafka's `max.poll.interval.ms`: the ordered stop must fit inside it.
+    pub max_poll_interval_ms: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +65,10 @@ pub struct IngestConfig {
     /// Most orders one writer puts in one transaction.
     pub batch_max: usize,
     pub retry_max_backoff: Duration,
+    /// Longest one write transaction may take; a batch that times out is written in halves.
+    pub write_timeout: Duration,
+    /// Longest a database connection attempt may take.
+    pub connect_timeout: Duration,
 }
 
 impl Config {
@@ -96,6 +105,11 @@ impl Config {
                     10_000,
                     6_000..=300_000,
                 )?,
+                max_poll_interval_ms: vars.number(
+                    "KAFKA_MAX_POLL_INTERVAL_MS",
+                    300_000,
+                    10_000..=86_400_000,
+                )?,
             },
             ingest: IngestConfig {
                 max_payload_bytes: vars.number("MAX_PAYLOAD_BYTES", 64 * 1024, 1024..=16 << 20)?,
@@ -112,6 +126,16 @@ impl Config {
                     2_000,
                     10..=600_000,
                 )?),
+                write_timeout: Duration::from_millis(vars.number(
+                    "DB_WRITE_TIMEOUT_MS",
+                    30_000,
+                    100..=3_600_000,
+                )?),
+                connect_timeout: Duration::from_millis(vars.number(
+                    "DB_CONNECT_TIMEOUT_MS",
+                    10_000,
+                    1_000..=600_000,
+                )?),
             },
             http_addr: vars.non_empty("HTTP_ADDR", "0.0.0.0:8081")?,
             http_workers: vars.number("HTTP_WORKERS", 0, 0..=256)?,
@@ -121,7 +145,18 @@ impl Config {
                 15_000,
                 100..=600_000,
             )?),
+            run_migrations: vars.flag("RUN_MIGRATIONS", true)?,
         };
+        if config.shutdown_timeout.as_millis() >= u128::from(config.kafka.max_poll_interval_ms) {
+            return Err(ConfigError::Invalid {
+                name: "SHUTDOWN_TIMEOUT_MS",
+                value: config.shutdown_timeout.as_millis().to_string(),
+                reason: format!(
+                    "must be shorter than KAFKA_MAX_POLL_INTERVAL_MS ({}): the group would evict this member while it drains",
+                    config.kafka.max_poll_interval_ms
+                ),
+            });
+        }
         if config.kafka.dlq_topic.as_deref() == Some(config.kafka.topic.as_str()) {
             return Err(ConfigError::Invalid {
                 name: "KAFKA_DLQ_TOPIC",
@@ -169,6 +204,21 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             });
         }
         Ok(value.trim().to_string())
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(value) = self.raw(name).filter(|v| !v.trim().is_empty()) else {
+            return Ok(default);
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::Invalid {
+                name,
+                value,
+                reason: "must be true or false".into(),
+            }),
+        }
     }
 
     fn number<T>(
@@ -248,6 +298,33 @@ mod tests {
     fn the_dlq_topic_must_differ_from_the_orders_topic() {
         let err = load(&[DB, ("KAFKA_DLQ_TOPIC", "orders")]).expect_err("loop");
         assert!(err.to_string().contains("KAFKA_DLQ_TOPIC"), "{err}");
+    }
+
+    #[test]
+    fn run_migrations_is_on_unless_turned_off_and_a_bad_value_names_it() {
+        assert!(load(&[DB]).expect("valid").run_migrations);
+        assert!(
+            !load(&[DB, ("RUN_MIGRATIONS", "false")])
+                .expect("valid")
+                .run_migrations
+        );
+        let err = load(&[DB, ("RUN_MIGRATIONS", "maybe")]).expect_err("invalid");
+        assert!(err.to_string().starts_with("RUN_MIGRATIONS="), "{err}");
+    }
+
+    #[test]
+    fn the_shutdown_timeout_must_fit_in_the_poll_interval() {
+        let err = load(&[
+            DB,
+            ("SHUTDOWN_TIMEOUT_MS", "60000"),
+            ("KAFKA_MAX_POLL_INTERVAL_MS", "30000"),
+        ])
+        .expect_err("too long");
+        assert!(err.to_string().contains("SHUTDOWN_TIMEOUT_MS"), "{err}");
+        assert!(
+            err.to_string().contains("KAFKA_MAX_POLL_INTERVAL_MS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,4 +33,5 @@ pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
+pub mod shutdown;
 pub mod startup;

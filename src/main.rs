@@ -59,23 +59,19 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    // Listen for signals before the (possibly long) start-up, so a SIGTERM during warm-up is
-    // a clean exit 0 rather than the default kill.
+    // Listen for signals before the (possibly long) start-up, so a SIGTERM while waiting for
+    // the database, migrating or warming up is a clean exit 0 rather than the default kill.
     let shutdown = shutdown_signal()?;
-    tokio::pin!(shutdown);
-    let app = tokio::select! {
-        app = Application::build(config) => app?,
-        () = &mut shutdown => {
-            log::info!("stopped during start-up");
-            return Ok(());
-        }
-    };
-    // The one line on stdout: scripts and tests read the bound address from it.
+    let app = Application::build(config)?;
+    // The first line on stdout: scripts and tests read the bound address from it; the
+    // second, "orders-service ready", follows when ingestion runs.
     println!("orders-service listening on http://{}", app.addr());
     app.run_until_stopped(shutdown).await
 }
 
 /// Registers SIGTERM and SIGINT handlers now; the future resolves on the first of them.
+/// A second signal while the service stops exits at once (status 130): the operator's way
+/// out of a stop that waits on something unreachable.
 fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use anyhow::Context;
     use tokio::signal::unix::{SignalKind, signal};
@@ -86,5 +82,13 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
             _ = term.recv() => log::info!("SIGTERM received"),
             _ = int.recv() => log::info!("SIGINT received"),
         }
+        actix::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            log::warn!("second signal received: exiting now, without waiting for the ordered stop");
+            std::process::exit(130);
+        });
     })
 }

@@ -1,114 +1,62 @@
-//! Build order: migrations → read pool → CacheActor → warm-up → DbReader → reader + writers →
-//! HTTP. Then `run_until_stopped` runs the ordered stop when the shutdown future fires.
+//! The build order, as a story:
+//!
+//! 1. [`Application::build`] binds the HTTP listener and serves at once, so `/health` answers
+//!    (503, with the phase) during everything that follows; nothing here touches the
+//!    database or Kafka.
+//! 2. [`Application::run_until_stopped`] then starts ingestion: waits for the database
+//!    (capped backoff, logging what it waits for), migrates under an advisory lock (or waits
+//!    for a separate `migrate` step with `RUN_MIGRATIONS=false`), warms the cache, checks the
+//!    topics, and starts the reader and writers. It prints `orders-service ready`.
+//! 3. A SIGTERM at any point is honoured: during start-up the process stops at once (exit
+//!    0); once running, [`crate::shutdown::ordered_stop`] drains and commits.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::Server;
-use actix_web::web::Bytes;
 use anyhow::Context;
-use rdkafka::consumer::Consumer;
 
-use crate::actors::cache_actor::{CacheActor, Warm, cached_json};
+use crate::actors::cache_actor::CacheActor;
 use crate::actors::db_reader::DbReader;
-use crate::actors::kafka_reader::{KafkaReader, SetWriters, Shutdown};
-use crate::actors::order_writer::{OrderWriter, WriterSettings};
+use crate::actors::kafka_reader::{KafkaReader, SetWriters};
+use crate::actors::order_writer::{OrderWriter, WriterPeers, WriterSettings};
 use crate::config::Config;
-use crate::db::{self, PgPool, queries};
-use crate::health::Health;
+use crate::db::{self, PgPool};
+use crate::health::{DlqState, Health};
 use crate::http::{self, AppState};
+use crate::ingest::durable::{Backoff, WritePolicy};
 use crate::kafka::dlq::DlqPublisher;
-use crate::kafka::{self, OrdersConsumer, ReaderState};
+use crate::kafka::{self, ReaderState, probe};
 use crate::metrics::METRICS;
+use crate::shutdown::{Ingest, ordered_stop};
 
-/// Orders per warm-up page.
-const WARM_PAGE: i64 = 2_000;
+/// Longest wait between two attempts to reach the database at start-up.
+const STARTUP_MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct Application {
     addr: SocketAddr,
     server: Server,
-    reader: Addr<KafkaReader>,
-    consumer: Arc<OrdersConsumer>,
-    shutdown_timeout: Duration,
-    /// Kept so the writers' threads live as long as the application.
-    _writer_arbiters: Vec<Arbiter>,
+    config: Config,
+    pool: PgPool,
+    health: Arc<Health>,
+    cache: Addr<CacheActor>,
+    reader_slot: Arc<OnceLock<Addr<KafkaReader>>>,
 }
 
 impl Application {
-    /// Builds everything and binds the HTTP listener; ingestion starts at once.
-    /// Must run inside an actix System.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let applied = db::run_migrations(&config.database_url)?;
-        if !applied.is_empty() {
-            log::info!("applied migrations: {}", applied.join(", "));
-        }
-        let pool = db::read_pool(&config.database_url, config.db_pool_size).await?;
+    /// Binds the HTTP listener and starts serving (probes answer "starting" until ingestion
+    /// runs). Must run inside an actix System.
+    pub fn build(config: Config) -> anyhow::Result<Self> {
         let health = Arc::new(Health::new());
-        health.set_db_up(true);
-
-        let cache = CacheActor::new(config.cache_max_bytes, pool.clone()).start();
-        let started = Instant::now();
-        let warmed = warm_up(&pool, &cache).await?;
-        let millis = started.elapsed().as_millis();
-        METRICS.warmup_orders.set(warmed as i64);
-        METRICS.warmup_millis.set(millis as i64);
-        health.set_cache_warm();
-        log::info!("cache warmed with {warmed} orders in {millis} ms");
-
-        let db_reader = DbReader::new(pool.clone(), health.clone()).start();
-
-        let state = Arc::new(Mutex::new(ReaderState::default()));
-        let consumer = kafka::consumer(&config.kafka, state.clone(), health.clone())
-            .context("Failed to create the Kafka consumer (KAFKA_BROKERS)")?;
-        // Know Kafka's state before reporting ready; statistics take over from here.
-        health.set_kafka_up(probe_kafka(&consumer, &config.kafka.topic).await);
-        let reader = KafkaReader::new(
-            consumer.clone(),
-            state,
-            config.ingest.max_in_flight,
-            config.ingest.max_in_flight_bytes,
-        )
-        .start();
-        let dlq = match &config.kafka.dlq_topic {
-            Some(topic) => Some(
-                DlqPublisher::new(
-                    &config.kafka.brokers,
-                    topic,
-                    &config.kafka.topic,
-                    config.ingest.max_payload_bytes,
-                )
-                .context("Failed to create the DLQ producer (KAFKA_DLQ_TOPIC)")?,
-            ),
-            None => None,
-        };
-        let settings = WriterSettings {
-            database_url: config.database_url.clone(),
-            topic: config.kafka.topic.clone(),
-            max_payload_bytes: config.ingest.max_payload_bytes,
-            batch_max: config.ingest.batch_max,
-            retry_max_backoff: config.ingest.retry_max_backoff,
-        };
-        let mut arbiters = Vec::new();
-        let mut writers = Vec::new();
-        for id in 0..config.ingest.writers {
-            let arbiter = Arbiter::new();
-            let (settings, reader, cache, dlq, health) = (
-                settings.clone(),
-                reader.clone(),
-                cache.clone(),
-                dlq.clone(),
-                health.clone(),
-            );
-            writers.push(OrderWriter::start_in_arbiter(
-                &arbiter.handle(),
-                move |_| OrderWriter::new(id, settings, reader, cache, dlq, health),
-            ));
-            arbiters.push(arbiter);
+        if config.kafka.dlq_topic.is_none() {
+            health.set_dlq(DlqState::Off);
         }
-        // The reader starts fetching once it knows its writers.
-        reader.do_send(SetWriters(writers));
+        let pool = db::read_pool(&async_url(&config), config.db_pool_size);
+        let cache = CacheActor::new(config.cache_max_bytes, pool.clone()).start();
+        let db_reader = DbReader::new(pool.clone(), health.clone()).start();
+        let reader_slot = Arc::new(OnceLock::new());
 
         let listener = TcpListener::bind(&config.http_addr)
             .with_context(|| format!("Failed to bind HTTP_ADDR={}", config.http_addr))?;
@@ -120,20 +68,21 @@ impl Application {
         let server = http::server(
             listener,
             AppState {
-                cache,
+                cache: cache.clone(),
                 db: db_reader,
-                reader: reader.clone(),
-                health,
+                reader: reader_slot.clone(),
+                health: health.clone(),
             },
             workers,
         )?;
         Ok(Self {
             addr,
             server,
-            reader,
-            consumer,
-            shutdown_timeout: config.shutdown_timeout,
-            _writer_arbiters: arbiters,
+            config,
+            pool,
+            health,
+            cache,
+            reader_slot,
         })
     }
 
@@ -141,12 +90,32 @@ impl Application {
         self.addr
     }
 
-    /// Serves until `shutdown` completes, then stops in order, every wait bounded:
-    /// stop fetching → let in-flight writes finish (up to SHUTDOWN_TIMEOUT_MS) → commit
-    /// synchronously → leave the group → stop the HTTP server gracefully.
+    /// Starts ingestion, serves until `shutdown` completes, then stops in order.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let server = actix_web::rt::spawn(self.server);
+        let mut server = actix_web::rt::spawn(self.server);
+        tokio::pin!(shutdown);
+        let started = start_ingest(
+            &self.config,
+            &self.pool,
+            &self.health,
+            &self.cache,
+            &self.reader_slot,
+        );
+        let ingest = tokio::select! {
+            ingest = started => ingest?,
+            () = &mut shutdown => {
+                log::info!("stopped during start-up ({})", self.health.report().phase);
+                handle.stop(true).await;
+                return Ok(());
+            }
+            result = &mut server => {
+                result.context("the HTTP server task failed")??;
+                anyhow::bail!("the HTTP server stopped on its own");
+            }
+        };
+        // The second line on stdout: scripts and tests wait for it.
+        println!("orders-service ready");
         tokio::select! {
             () = shutdown => {}
             result = server => {
@@ -154,128 +123,191 @@ impl Application {
                 anyhow::bail!("the HTTP server stopped on its own");
             }
         }
-        log::info!(
-            "shutting down: draining in-flight writes (up to {:?})",
-            self.shutdown_timeout
-        );
-        let report = self
-            .reader
-            .send(Shutdown {
-                timeout: self.shutdown_timeout,
-            })
-            .await
-            .context("the Kafka reader is gone")?;
-        log::info!(
-            "shutdown: committed {:?}; {} messages left to be read again",
-            report.committed,
-            report.abandoned
-        );
-        leave_group(&self.consumer).await;
-        handle.stop(true).await;
-        log::info!("shutdown complete");
-        Ok(())
+        ordered_stop(ingest, handle, self.config.shutdown_timeout).await
     }
 }
 
-/// Asks the brokers for the topic's metadata (a blocking librdkafka call, so on a thread).
-async fn probe_kafka(consumer: &Arc<OrdersConsumer>, topic: &str) -> bool {
-    let (consumer, topic) = (consumer.clone(), topic.to_string());
-    let probe = tokio::task::spawn_blocking(move || {
-        consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(5))
-            .map(|m| {
-                let partitions = m.topics().first().map_or(0, |t| t.partitions().len());
-                if partitions == 0 {
-                    log::warn!("topic {topic} does not exist yet: waiting for it to be created");
+/// `DATABASE_URL` with a connect timeout, for the async connections (pool, writers). The
+/// migrations' blocking connection runs on a runtime without timers, which tokio-postgres'
+/// timeout needs, so it keeps the URL as given.
+fn async_url(config: &Config) -> String {
+    db::with_connect_timeout(
+        &config.database_url,
+        config.ingest.connect_timeout.as_secs().max(1),
+    )
+}
+
+/// Database → migrations → warm-up → Kafka: everything ingestion needs, in order.
+async fn start_ingest(
+    config: &Config,
+    pool: &PgPool,
+    health: &Arc<Health>,
+    cache: &Addr<CacheActor>,
+    reader_slot: &OnceLock<Addr<KafkaReader>>,
+) -> anyhow::Result<Ingest> {
+    health.set_phase("waiting for the database");
+    wait_for_database(pool, &config.database_url).await;
+    health.set_db_up(true);
+
+    if config.run_migrations {
+        health.set_phase("migrating");
+        let url = config.database_url.clone();
+        let applied = tokio::task::spawn_blocking(move || db::run_migrations(&url))
+            .await
+            .context("the migration thread failed")??;
+        if !applied.is_empty() {
+            log::info!("applied migrations: {}", applied.join(", "));
+        }
+    } else {
+        health.set_phase("waiting for migrations");
+        wait_for_migrations(&config.database_url).await;
+    }
+
+    health.set_phase("warming the cache");
+    let started = Instant::now();
+    let warmed = crate::actors::cache_actor::warm_up(pool, cache).await?;
+    let elapsed = started.elapsed();
+    METRICS.warmup_orders.set(warmed as i64);
+    METRICS.warmup_seconds.set(elapsed.as_secs_f64());
+    health.set_cache_warm();
+    log::info!(
+        "cache warmed with {warmed} orders in {} ms",
+        elapsed.as_millis()
+    );
+
+    health.set_phase("connecting to kafka");
+    let state = Arc::new(Mutex::new(ReaderState::default()));
+    let consumer = kafka::consumer(&config.kafka, state.clone(), health.clone())
+        .context("Failed to create the Kafka consumer (KAFKA_BROKERS)")?;
+    // Know the topics' state before reporting ready; the probe keeps watching them.
+    let dlq_topic = config.kafka.dlq_topic.clone();
+    probe::probe_once(&consumer, &config.kafka.topic, dlq_topic.as_deref(), health).await;
+    probe::watch(
+        consumer.clone(),
+        config.kafka.topic.clone(),
+        dlq_topic.clone(),
+        health.clone(),
+    );
+    let reader = KafkaReader::new(
+        consumer.clone(),
+        state,
+        config.ingest.max_in_flight,
+        config.ingest.max_in_flight_bytes,
+    )
+    .start();
+    let _ = reader_slot.set(reader.clone());
+    let dlq = match &dlq_topic {
+        Some(topic) => Some(
+            DlqPublisher::new(
+                &config.kafka.brokers,
+                topic,
+                &config.kafka.topic,
+                config.ingest.max_payload_bytes,
+                health.clone(),
+            )
+            .context("Failed to create the DLQ producer (KAFKA_DLQ_TOPIC)")?,
+        ),
+        None => None,
+    };
+    let settings = WriterSettings {
+        database_url: async_url(config),
+        topic: config.kafka.topic.clone(),
+        max_payload_bytes: config.ingest.max_payload_bytes,
+        batch_max: config.ingest.batch_max,
+        policy: WritePolicy {
+            max_backoff: config.ingest.retry_max_backoff,
+            ..WritePolicy::default()
+        },
+        write_timeout: config.ingest.write_timeout,
+        connect_timeout: config.ingest.connect_timeout,
+    };
+    let peers = WriterPeers {
+        written: reader.clone().recipient(),
+        state: reader.clone().recipient(),
+        cache: cache.clone().recipient(),
+        dlq,
+        health: health.clone(),
+    };
+    let mut arbiters = Vec::new();
+    let mut writers = Vec::new();
+    for id in 0..config.ingest.writers {
+        let arbiter = Arbiter::new();
+        let (settings, peers) = (settings.clone(), peers.clone());
+        let writer = OrderWriter::start_in_arbiter(&arbiter.handle(), move |_| {
+            OrderWriter::new(id, settings, peers)
+        });
+        writers.push(writer.recipient());
+        arbiters.push(arbiter);
+    }
+    // The reader starts fetching once it knows its writers.
+    reader.do_send(SetWriters(writers));
+    health.set_phase("running");
+    Ok(Ingest {
+        reader,
+        consumer,
+        writer_arbiters: arbiters,
+    })
+}
+
+/// Waits until the database answers, logging what it waits for, with capped backoff.
+async fn wait_for_database(pool: &PgPool, url: &str) {
+    let mut backoff = Backoff::new(STARTUP_MAX_BACKOFF);
+    let mut attempts = 0u32;
+    loop {
+        let answer = match pool.get().await {
+            Ok(mut conn) => db::durability(&mut conn).await,
+            Err(e) => Err(db::DbError::from(e)),
+        };
+        match answer {
+            Ok(d) => {
+                if attempts > 0 {
+                    log::info!("the database answers after {attempts} failed attempts");
                 }
-            })
-    });
-    match probe.await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            log::warn!("kafka is not reachable yet ({e}); ingestion starts when it is");
-            false
+                if d.fsync != "on" {
+                    log::warn!(
+                        "the database runs with fsync={}: a committed order can be lost in a machine crash; turn fsync on",
+                        d.fsync
+                    );
+                }
+                log::info!(
+                    "database durability: fsync={}, synchronous_commit={} (default; every write transaction sets it on)",
+                    d.fsync,
+                    d.synchronous_commit
+                );
+                return;
+            }
+            Err(e) => {
+                attempts += 1;
+                let delay = backoff.step();
+                log::warn!(
+                    "waiting for the database (DATABASE_URL={}): {e}; next attempt in {delay:?}",
+                    db::redact(url)
+                );
+                tokio::time::sleep(delay).await;
+            }
         }
-        Err(_) => false,
     }
 }
 
-/// Unsubscribes and keeps polling briefly so the revoke runs and the group learns at once
-/// that this member left (instead of waiting for its session to time out).
-async fn leave_group(consumer: &OrdersConsumer) {
-    consumer.unsubscribe();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut unassigned_at: Option<Instant> = None;
-    while Instant::now() < deadline {
-        let empty = consumer
-            .assignment()
-            .map(|a| a.count() == 0)
-            .unwrap_or(true);
-        // The LeaveGroup request goes out after the unassign (and its commit) completes:
-        // keep polling a little longer so it is sent before the process exits.
-        match unassigned_at {
-            None if empty => unassigned_at = Some(Instant::now()),
-            Some(at) if at.elapsed() > Duration::from_millis(500) => break,
-            _ => {}
+/// With `RUN_MIGRATIONS=false`: waits until a separate step has applied every migration.
+async fn wait_for_migrations(url: &str) {
+    let mut backoff = Backoff::new(STARTUP_MAX_BACKOFF);
+    loop {
+        let u = url.to_string();
+        let pending = tokio::task::spawn_blocking(move || db::pending_migrations(&u)).await;
+        let delay = backoff.step();
+        match pending {
+            Ok(Ok(p)) if p.is_empty() => return,
+            Ok(Ok(p)) => log::warn!(
+                "RUN_MIGRATIONS=false and {} migration(s) are not applied yet ({}): run `orders-service migrate`; checking again in {delay:?}",
+                p.len(),
+                p.join(", ")
+            ),
+            Ok(Err(e)) => {
+                log::warn!("cannot read the applied migrations ({e:#}); retrying in {delay:?}")
+            }
+            Err(e) => log::warn!("the migration check failed ({e}); retrying in {delay:?}"),
         }
-        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+        tokio::time::sleep(delay).await;
     }
-}
-
-/// Loads the newest orders into the cache, page by page (id ranges, newest first), until the
-/// cache is full or every order is in. The next page is fetched while the current one is
-/// serialized and handed to the cache, so PostgreSQL and this thread work in parallel.
-/// Returns how many orders were cached.
-pub async fn warm_up(pool: &PgPool, cache: &Addr<CacheActor>) -> anyhow::Result<usize> {
-    let bounds = {
-        let mut conn = pool
-            .get()
-            .await
-            .context("Failed to get a database connection for the cache warm-up")?;
-        queries::order_id_bounds(&mut conn)
-            .await
-            .context("Failed to read the order id range for the cache warm-up")?
-    };
-    let Some((lowest, highest)) = bounds else {
-        return Ok(0);
-    };
-    let fetch = |hi: i64| {
-        let pool = pool.clone();
-        actix::spawn(async move {
-            let mut conn = pool.get().await.map_err(crate::db::DbError::from)?;
-            queries::orders_in_id_range(&mut conn, hi - WARM_PAGE, hi)
-                .await
-                .map_err(crate::db::DbError::from)
-        })
-    };
-    let mut total = 0;
-    let mut hi = highest;
-    let mut pending = Some(fetch(hi));
-    while let Some(page) = pending.take() {
-        let orders = page
-            .await
-            .context("the warm-up task failed")?
-            .context("Failed to read orders for the cache warm-up")?;
-        hi -= WARM_PAGE;
-        let more = hi >= lowest;
-        if more {
-            pending = Some(fetch(hi));
-        }
-        let page: Vec<(String, Bytes)> = orders
-            .into_iter()
-            .map(|o| {
-                let json = cached_json(serde_json::to_vec(&o).unwrap_or_default());
-                (o.order_uid, json)
-            })
-            .collect();
-        let progress = cache
-            .send(Warm { orders: page })
-            .await
-            .context("the cache actor is gone")?;
-        total += progress.accepted;
-        if progress.full {
-            break;
-        }
-    }
-    Ok(total)
 }

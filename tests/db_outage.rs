@@ -26,7 +26,7 @@ async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
     // An order cached before the outage.
     env.produce(&[(
         "b563feb7b2b84b6test",
-        serde_json::to_vec(&shared_model()).expect("json"),
+        serde_json::to_vec(&model()).expect("json"),
     )])
     .await;
     let order_url = service.url("/order/b563feb7b2b84b6test");

@@ -33,7 +33,7 @@ async fn wait_for_order(service: &Service, uid: &str) -> Value {
 async fn model_json_round_trips_through_kafka_postgres_and_the_api() {
     let env = TestEnv::new("roundtrip").await;
     let service = Service::start(&env, &[]);
-    let model = shared_model();
+    let model = model();
     env.produce(&[(
         "b563feb7b2b84b6test",
         serde_json::to_vec(&model).expect("json"),
@@ -74,7 +74,7 @@ async fn model_json_round_trips_through_kafka_postgres_and_the_api() {
 }
 
 fn variant(mutate: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let mut v = shared_model();
+    let mut v = model();
     mutate(&mut v);
     serde_json::to_vec(&v).expect("json")
 }
@@ -83,7 +83,7 @@ fn variant(mutate: impl FnOnce(&mut Value)) -> Vec<u8> {
 async fn every_invalid_kind_is_dead_lettered_with_its_reason_and_committed() {
     let env = TestEnv::new("invalid").await;
     let service = Service::start(&env, &[]);
-    let mut valid = shared_model();
+    let mut valid = model();
     valid["order_uid"] = json!("valid_neighbour");
     let huge = variant(|v| {
         v["order_uid"] = json!("too_big");
@@ -249,7 +249,7 @@ async fn every_invalid_kind_is_dead_lettered_with_its_reason_and_committed() {
 async fn a_duplicate_is_counted_and_a_conflict_is_dead_lettered_without_overwriting() {
     let env = TestEnv::new("dupes").await;
     let service = Service::start(&env, &[]);
-    let model = shared_model();
+    let model = model();
     let original = serde_json::to_vec(&model).expect("json");
     // Same content, other formatting and an unknown field: still the same order.
     let mut same = model.clone();

@@ -19,7 +19,7 @@ async fn get_json(service: &Service, path: &str) -> (u16, Value) {
 }
 
 fn order(uid: &str, items: usize) -> Vec<u8> {
-    let mut v = shared_model();
+    let mut v = model();
     v["order_uid"] = json!(uid);
     let item = v["items"][0].clone();
     v["items"] = Value::Array(vec![item; items]);

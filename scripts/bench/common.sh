@@ -34,8 +34,9 @@ bench_start_service() {
   service_pid=$!
   base=""
   for _ in $(seq 1 1200); do
+    # The address comes first; "ready" once migrations, warm-up and Kafka are done.
     base="$(sed -n 's/^orders-service listening on //p' "$out")"
-    [[ -n "$base" ]] && return 0
+    [[ -n "$base" ]] && grep -q '^orders-service ready' "$out" && return 0
     kill -0 "$service_pid" 2>/dev/null || die "service exited: $(tail -5 "$bench_dir/service.log")"
     sleep 0.05
   done

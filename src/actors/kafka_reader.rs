@@ -6,10 +6,12 @@
 //! Limit: after a crash or a rebalance, messages finished above the last commit are read
 //! again; writers recognise them as duplicates, so the database still holds each order once.
 //!
-//! Back-pressure: at most `max_in_flight` messages are with the writers. At the bound, or
-//! while any writer reports the database failing, the reader *pauses* its partitions but
-//! keeps polling, so it stays in the group and its rebalance callbacks run.
+//! Back-pressure: at most `max_in_flight` messages (and `max_in_flight_bytes` of memory they
+//! hold) are with the writers. At the bound, or while any writer cannot make progress, the
+//! reader *pauses* its partitions but keeps polling, so it stays in the group and its
+//! rebalance callbacks run (the decisions: [`Flow`]).
 //!
+//! [`Flow`]: crate::kafka::flow::Flow
 //! [`OffsetTracker`]: crate::kafka::offsets::OffsetTracker
 
 use std::collections::{BTreeMap, HashSet};
@@ -24,8 +26,9 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::order_writer::{OrderWriter, RawMessage, Write};
-use crate::ingest::Position;
+use super::messages::{RawMessage, Write, WriterState, Written};
+use crate::ingest::{Position, held_bytes};
+use crate::kafka::flow::Flow;
 use crate::kafka::offsets::Delivery;
 use crate::kafka::{OrdersConsumer, ReaderState, lock};
 use crate::metrics::METRICS;
@@ -37,28 +40,10 @@ const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most messages taken from librdkafka's queue in one go.
 const FETCH_BATCH: usize = 1_000;
 
-/// Writer → reader: these messages are durable (stored, duplicate or dead-lettered).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Written {
-    pub epoch: u64,
-    pub positions: Vec<Position>,
-    /// Payload bytes of those messages (for the in-flight byte bound).
-    pub bytes: usize,
-}
-
-/// Writer → reader: the database is failing for this writer (or recovered).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DatabaseState {
-    pub writer: usize,
-    pub failing: bool,
-}
-
 /// Writers → reader at start-up: where to send messages.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetWriters(pub Vec<Addr<OrderWriter>>);
+pub struct SetWriters(pub Vec<Recipient<Write>>);
 
 /// Stop fetching, wait (at most `timeout`) for in-flight writes, commit synchronously.
 #[derive(Message)]
@@ -90,16 +75,9 @@ pub struct ReaderStats {
 pub struct KafkaReader {
     consumer: Arc<OrdersConsumer>,
     state: Arc<Mutex<ReaderState>>,
-    writers: Vec<Addr<OrderWriter>>,
-    max_in_flight: usize,
-    max_in_flight_bytes: usize,
-    in_flight: usize,
-    /// Payload bytes of the in-flight messages: large orders hit this bound first.
-    in_flight_bytes: usize,
+    writers: Vec<Recipient<Write>>,
+    flow: Flow,
     in_flight_watch: watch::Sender<usize>,
-    /// In-flight hit the bound; cleared at half of it.
-    saturated: bool,
-    failing_writers: HashSet<usize>,
     stopping: bool,
 }
 
@@ -114,13 +92,8 @@ impl KafkaReader {
             consumer,
             state,
             writers: Vec::new(),
-            max_in_flight,
-            max_in_flight_bytes,
-            in_flight: 0,
-            in_flight_bytes: 0,
+            flow: Flow::new(max_in_flight, max_in_flight_bytes),
             in_flight_watch: watch::channel(0).0,
-            saturated: false,
-            failing_writers: HashSet::new(),
             stopping: false,
         }
     }
@@ -131,10 +104,7 @@ impl KafkaReader {
         }
         let consumer = self.consumer.clone();
         let state = self.state.clone();
-        let budget = self
-            .max_in_flight
-            .saturating_sub(self.in_flight)
-            .clamp(1, FETCH_BATCH);
+        let budget = self.flow.budget(FETCH_BATCH);
         let poll = async move {
             let mut messages = Vec::new();
             match tokio::time::timeout(POLL, consumer.recv()).await {
@@ -184,13 +154,17 @@ impl KafkaReader {
                 partition: m.partition(),
                 offset: m.offset(),
             };
-            if state.tracker.delivered(position.partition, position.offset) == Delivery::AlreadySeen
+            let timestamp_ms = m.timestamp().to_millis();
+            if state
+                .tracker
+                .delivered_at(position.partition, position.offset, timestamp_ms)
+                == Delivery::AlreadySeen
             {
                 continue;
             }
             let key = m.key().map(<[u8]>::to_vec);
             let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
-            let payload_len = payload.len();
+            let held = held_bytes(payload.len());
             let writer =
                 &self.writers[route(key.as_deref(), position.partition, self.writers.len())];
             writer.do_send(Write {
@@ -199,32 +173,25 @@ impl KafkaReader {
                     position,
                     key,
                     payload,
+                    timestamp_ms,
                 },
             });
-            self.in_flight += 1;
-            self.in_flight_bytes += payload_len;
+            self.flow.sent(held);
         }
         drop(state);
         self.in_flight_changed();
     }
 
     fn in_flight_changed(&mut self) {
-        METRICS.in_flight.set(self.in_flight as i64);
-        self.in_flight_watch.send_replace(self.in_flight);
-        if self.in_flight >= self.max_in_flight || self.in_flight_bytes >= self.max_in_flight_bytes
-        {
-            self.saturated = true;
-        } else if self.in_flight <= self.max_in_flight / 2
-            && self.in_flight_bytes <= self.max_in_flight_bytes / 2
-        {
-            self.saturated = false;
-        }
+        METRICS.in_flight.set(self.flow.in_flight() as i64);
+        METRICS.in_flight_bytes.set(self.flow.bytes() as i64);
+        self.in_flight_watch.send_replace(self.flow.in_flight());
         self.apply_pause();
     }
 
     /// Pauses or resumes the assigned partitions to match what the reader needs.
     fn apply_pause(&mut self) {
-        let want = self.saturated || !self.failing_writers.is_empty();
+        let want = self.flow.should_pause();
         if lock(&self.state).paused == want {
             return;
         }
@@ -246,15 +213,14 @@ impl KafkaReader {
             METRICS.consumer_paused.set(i64::from(want));
         }
         match result {
-            Ok(()) if !self.saturated => log::info!(
-                "ingest {}",
-                if want {
-                    "paused: database failing"
-                } else {
-                    "resumed"
-                }
+            Ok(()) if self.flow.writers_stalled() => {
+                log::warn!("ingest paused: a writer cannot make progress (see /health)")
+            }
+            Ok(()) if want => log::debug!(
+                "ingest paused: {} messages in flight",
+                self.flow.in_flight()
             ),
-            Ok(()) => log::debug!("ingest paused: {} messages in flight", self.in_flight),
+            Ok(()) => log::info!("ingest running"),
             Err(e) => log::warn!("kafka: pause/resume failed: {e}"),
         }
     }
@@ -338,8 +304,7 @@ impl Handler<Written> for KafkaReader {
     type Result = ();
 
     fn handle(&mut self, msg: Written, _: &mut Context<Self>) {
-        self.in_flight = self.in_flight.saturating_sub(msg.positions.len());
-        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(msg.bytes);
+        self.flow.done(msg.positions.len(), msg.bytes);
         {
             let mut state = lock(&self.state);
             if state.epoch == msg.epoch {
@@ -353,15 +318,12 @@ impl Handler<Written> for KafkaReader {
     }
 }
 
-impl Handler<DatabaseState> for KafkaReader {
+impl Handler<WriterState> for KafkaReader {
     type Result = ();
 
-    fn handle(&mut self, msg: DatabaseState, _: &mut Context<Self>) {
-        if msg.failing {
-            self.failing_writers.insert(msg.writer);
-        } else {
-            self.failing_writers.remove(&msg.writer);
-        }
+    fn handle(&mut self, msg: WriterState, _: &mut Context<Self>) {
+        self.flow
+            .writer_stalled(msg.writer, msg.condition.is_some());
         self.apply_pause();
     }
 }
@@ -372,7 +334,7 @@ impl Handler<GetReaderStats> for KafkaReader {
     fn handle(&mut self, _: GetReaderStats, _: &mut Context<Self>) -> ReaderStats {
         let state = lock(&self.state);
         ReaderStats {
-            in_flight: self.in_flight,
+            in_flight: self.flow.in_flight(),
             paused: state.paused,
             partitions: state.positions.values().cloned().collect(),
         }
@@ -408,14 +370,14 @@ impl Handler<Shutdown> for KafkaReader {
                     }
                 };
                 commit.into_actor(act).map(move |(), act, _| {
-                    if act.in_flight > 0 {
+                    let abandoned = act.flow.in_flight();
+                    if abandoned > 0 {
                         log::warn!(
-                            "shutdown: {} messages still being written after the deadline; they will be read again",
-                            act.in_flight
+                            "shutdown: {abandoned} messages still being written after the deadline; they will be read again",
                         );
                     }
                     ShutdownReport {
-                        abandoned: act.in_flight,
+                        abandoned,
                         committed,
                     }
                 })

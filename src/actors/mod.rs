@@ -21,4 +21,5 @@ const MAILBOX: usize = 1 << 16;
 pub mod cache_actor;
 pub mod db_reader;
 pub mod kafka_reader;
+pub mod messages;
 pub mod order_writer;

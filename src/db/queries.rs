@@ -26,13 +26,22 @@ struct InsertedOrder {
 /// Writes a batch in one transaction: new orders with all their rows, and a dead letter for
 /// every rejected or conflicting message. Returns each message's outcome, in batch order.
 /// On error nothing of the batch is written.
+///
+/// The transaction is synchronous whatever the server's or the database's default: the
+/// reader commits offsets once this returns, so the commit must be on disk. `SET LOCAL`, not
+/// a session setting, so a pooler (pgbouncer in transaction mode) cannot lose it.
 pub async fn write_batch(
     conn: &mut AsyncPgConnection,
     topic: &str,
     batch: &[Incoming],
 ) -> QueryResult<Vec<Outcome>> {
-    conn.transaction(async |c| write_batch_in_transaction(c, topic, batch).await)
-        .await
+    conn.transaction(async |c| {
+        diesel::sql_query("SET LOCAL synchronous_commit TO on")
+            .execute(c)
+            .await?;
+        write_batch_in_transaction(c, topic, batch).await
+    })
+    .await
 }
 
 async fn write_batch_in_transaction(

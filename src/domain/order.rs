@@ -1,4 +1,4 @@
-//! The order as it travels on the wire (../shared/SPEC.md §3).
+//! The order as it travels on the wire (README, "The order").
 //!
 //! Field order follows the reference message so that serializing a parsed order gives back
 //! the same JSON a producer sent (unknown fields aside). All money and id fields are `i64`:
@@ -42,6 +42,16 @@ pub struct Order {
     pub date_created: String,
     #[validate(custom(function = "rules::text"))]
     pub oof_shard: String,
+}
+
+impl Order {
+    /// The order's canonical JSON, in model.json's field order: what the content hash, the
+    /// cache and the API use. The one place an order becomes bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Strings, integers and lists of structs of them: serde_json fails only on maps with
+        // non-string keys or a failing `Serialize` impl, and an `Order` has neither.
+        serde_json::to_vec(self).expect("an Order always serializes")
+    }
 }
 
 /// Where the order goes.

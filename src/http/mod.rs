@@ -31,7 +31,8 @@ use crate::metrics::METRICS;
 pub struct AppState {
     pub cache: Addr<CacheActor>,
     pub db: Addr<DbReader>,
-    pub reader: Addr<KafkaReader>,
+    /// Set once ingestion has started (the HTTP server starts before it).
+    pub reader: Arc<std::sync::OnceLock<Addr<KafkaReader>>>,
     pub health: Arc<Health>,
 }
 

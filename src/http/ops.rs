@@ -14,7 +14,7 @@ use crate::metrics::METRICS;
 /// `GET /health`: 200 when the database and Kafka answer and the cache is warm, else 503.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let report = state.health.report();
-    if report.status == "ok" {
+    if report.serving() {
         HttpResponse::Ok().json(report)
     } else {
         HttpResponse::ServiceUnavailable().json(report)
@@ -24,7 +24,10 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /stats`: counters, cache, consumer positions and lag.
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cache = state.cache.send(GetCacheStats).await?;
-    let consumer = state.reader.send(GetReaderStats).await?;
+    let consumer = match state.reader.get() {
+        Some(reader) => Some(reader.send(GetReaderStats).await?),
+        None => None,
+    };
     // The table count is the truth across restarts; null while the database is down.
     let stored_total = state.db.send(CountOrders).await?.ok();
     let rejected: serde_json::Map<String, serde_json::Value> = RejectReason::ALL
@@ -44,6 +47,7 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "conflicts": METRICS.dead_letters.with_label_values(&["conflict"]).get(),
             "rejected_by_reason": rejected,
             "dlq_published": METRICS.dlq_published.get(),
+            "dlq_given_up": METRICS.dlq_given_up.get(),
             "db_retries": METRICS.db_retries.get(),
         },
         "cache": cache,

@@ -2,10 +2,13 @@
 //! errors), the offset tracker and the DLQ publisher.
 
 pub mod dlq;
+pub mod flow;
 pub mod offsets;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -82,15 +85,25 @@ impl ClientContext for ReaderContext {
         };
         let mut state = self.state();
         state.positions.clear();
-        for p in topic
-            .partitions
-            .values()
-            .filter(|p| p.partition >= 0 && p.desired)
-        {
-            METRICS
-                .consumer_lag
-                .with_label_values(&[&p.partition.to_string()])
-                .set(p.consumer_lag.max(0));
+        // Only partitions this member owns, and only known lags: an unknown lag is absent,
+        // never 0 ("caught up").
+        let mut total: Option<i64> = None;
+        for p in topic.partitions.values().filter(|p| p.partition >= 0) {
+            let label = p.partition.to_string();
+            let lag = known(p.consumer_lag).filter(|_| p.desired);
+            match lag {
+                Some(lag) => {
+                    METRICS.consumer_lag.with_label_values(&[&label]).set(lag);
+                    *total.get_or_insert(0) += lag;
+                }
+                None => {
+                    let _ = METRICS.consumer_lag.remove_label_values(&[&label]);
+                }
+            }
+            if !p.desired {
+                let _ = METRICS.committed_offset.remove_label_values(&[&label]);
+                continue;
+            }
             state.positions.insert(
                 p.partition,
                 PartitionPosition {
@@ -101,6 +114,17 @@ impl ClientContext for ReaderContext {
                     lag: known(p.consumer_lag),
                 },
             );
+        }
+        match total {
+            Some(total) => METRICS
+                .consumer_lag_total
+                .with_label_values(&[] as &[&str])
+                .set(total),
+            None => {
+                let _ = METRICS
+                    .consumer_lag_total
+                    .remove_label_values(&[] as &[&str]);
+            }
         }
     }
 
@@ -127,6 +151,11 @@ impl ConsumerContext for ReaderContext {
             let mut state = self.state();
             state.epoch += 1;
             for elem in revoked.elements_for_topic(&self.topic) {
+                // Its series belong to the next owner now.
+                let label = elem.partition().to_string();
+                let _ = METRICS.consumer_lag.remove_label_values(&[&label]);
+                let _ = METRICS.committed_offset.remove_label_values(&[&label]);
+                state.positions.remove(&elem.partition());
                 if let Some(next) = state.tracker.forget(elem.partition()) {
                     let _ = commit.add_partition_offset(
                         &self.topic,
@@ -221,6 +250,10 @@ pub fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
+            "max.poll.interval.ms",
+            config.max_poll_interval_ms.to_string(),
+        )
+        .set(
             "heartbeat.interval.ms",
             (config.session_timeout_ms / 5).to_string(),
         )
@@ -231,4 +264,26 @@ pub fn consumer(
         .create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;
     Ok(Arc::new(consumer))
+}
+
+/// Unsubscribes and keeps polling briefly so the revoke runs and the group learns at once
+/// that this member left (instead of waiting for its session to time out).
+pub async fn leave_group(consumer: &OrdersConsumer) {
+    consumer.unsubscribe();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut unassigned_at: Option<Instant> = None;
+    while Instant::now() < deadline {
+        let empty = consumer
+            .assignment()
+            .map(|a| a.count() == 0)
+            .unwrap_or(true);
+        // The LeaveGroup request goes out after the unassign (and its commit) completes:
+        // keep polling a little longer so it is sent before the process exits.
+        match unassigned_at {
+            None if empty => unassigned_at = Some(Instant::now()),
+            Some(at) if at.elapsed() > Duration::from_millis(500) => break,
+            _ => {}
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
 }

@@ -35,8 +35,9 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn shared_model() -> serde_json::Value {
-    let path = repo_root().join("../shared/model.json");
+/// The reference order (`tests/fixtures/model.json`).
+pub fn model() -> serde_json::Value {
+    let path = repo_root().join("tests/fixtures/model.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("model.json parses")
 }
@@ -61,8 +62,26 @@ pub struct TestEnv {
     pub log_dir: PathBuf,
 }
 
+/// Which of its topics a test creates before it starts (the broker never auto-creates).
+#[derive(Clone, Copy)]
+pub struct Topics {
+    pub orders: bool,
+    pub dlq: bool,
+}
+
 impl TestEnv {
     pub async fn new(name: &str) -> Self {
+        Self::with_topics(
+            name,
+            Topics {
+                orders: true,
+                dlq: true,
+            },
+        )
+        .await
+    }
+
+    pub async fn with_topics(name: &str, topics: Topics) -> Self {
         let id = unique(name);
         let admin_url = env("TEST_ADMIN_DATABASE_URL");
         let brokers = env("TEST_KAFKA_BROKERS");
@@ -82,7 +101,16 @@ impl TestEnv {
             .expect("url has a path");
         let topic = format!("orders_{id}");
         let dlq_topic = format!("{topic}.dlq");
-        create_topics(&brokers, &[(&topic, 6), (&dlq_topic, 1)]).await;
+        let mut wanted = Vec::new();
+        if topics.orders {
+            wanted.push((topic.as_str(), 6));
+        }
+        if topics.dlq {
+            wanted.push((dlq_topic.as_str(), 1));
+        }
+        if !wanted.is_empty() {
+            create_topics(&brokers, &wanted).await;
+        }
         let log_dir = repo_root().join("target/test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         Self {
@@ -127,8 +155,9 @@ impl TestEnv {
         finish_emulator(spawn_emulator(self, args))
     }
 
-    /// Produces raw messages (key, payload) synchronously.
-    pub async fn produce(&self, messages: &[(&str, Vec<u8>)]) {
+    /// Produces raw messages (key, payload) synchronously; returns where each landed.
+    pub async fn produce(&self, messages: &[(&str, Vec<u8>)]) -> Vec<(i32, i64)> {
+        let mut positions = Vec::new();
         use rdkafka::producer::{FutureProducer, FutureRecord};
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
@@ -136,7 +165,7 @@ impl TestEnv {
             .create()
             .expect("producer");
         for (key, payload) in messages {
-            producer
+            let position = producer
                 .send(
                     FutureRecord::to(&self.topic)
                         .key(*key)
@@ -145,7 +174,34 @@ impl TestEnv {
                 )
                 .await
                 .expect("delivered");
+            positions.push((position.partition, position.offset));
         }
+        positions
+    }
+
+    /// `orders-service migrate` against this test's database.
+    pub fn migrate(&self) {
+        let out = Command::new(env!("CARGO_BIN_EXE_orders-service"))
+            .arg("migrate")
+            .env_clear()
+            .env("DATABASE_URL", &self.database_url)
+            .output()
+            .expect("run migrate");
+        assert!(
+            out.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs SQL statements on this test's database as its owner.
+    pub async fn sql(&self, statements: &str) {
+        use diesel_async::SimpleAsyncConnection;
+        self.db()
+            .await
+            .batch_execute(statements)
+            .await
+            .unwrap_or_else(|e| panic!("{statements}: {e}"));
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -225,6 +281,37 @@ impl TestEnv {
     }
 }
 
+/// The reference order with another id (and so other content).
+pub fn order_json(uid: &str) -> Vec<u8> {
+    let mut v = model();
+    v["order_uid"] = uid.into();
+    serde_json::to_vec(&v).expect("json")
+}
+
+/// GETs `url` and returns status and JSON body.
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let response = http().get(url).send().await.expect("request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The value of an unlabelled metric on `/metrics`, if exported.
+pub async fn metric(service: &Service, name: &str) -> Option<f64> {
+    let text = http()
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -253,16 +340,29 @@ pub struct Service {
     child: Child,
     pub base: String,
     pub log: PathBuf,
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Service {
-    /// Starts the service and waits until it prints its address (start-up done: migrations,
-    /// warm-up, HTTP bound).
+    /// Starts the service and waits until it is ready (`orders-service ready` on stdout:
+    /// database reached, migrations, warm-up and Kafka done).
     pub fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Service {
         Self::try_start(env, extra, Duration::from_secs(60)).expect("service starts")
     }
 
     pub fn try_start(
+        env: &TestEnv,
+        extra: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Service, String> {
+        let mut service = Self::spawn(env, extra, timeout)?;
+        service.wait_ready(timeout)?;
+        Ok(service)
+    }
+
+    /// Starts the service and returns once it listens (it answers `/health` from then on),
+    /// without waiting for it to be ready.
+    pub fn spawn(
         env: &TestEnv,
         extra: &[(&str, &str)],
         timeout: Duration,
@@ -294,23 +394,56 @@ impl Service {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("orders-service listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
+                let _ = tx.send(line);
             }
         });
-        match rx.recv_timeout(timeout) {
-            Ok(base) => Ok(Service { child, base, log }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!(
-                    "service did not start within {timeout:?}; log {}:\n{}",
-                    log.display(),
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ))
+        let mut service = Service {
+            child,
+            base: String::new(),
+            log,
+            stdout: rx,
+        };
+        match service.wait_line("orders-service listening on ", timeout) {
+            Ok(url) => {
+                service.base = url;
+                Ok(service)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for `orders-service ready` on stdout.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        self.wait_line("orders-service ready", timeout).map(|_| ())
+    }
+
+    /// Waits for a stdout line starting with `prefix`; returns the rest of it.
+    fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return Ok(rest.to_string());
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "service did not print {prefix:?} within {timeout:?}; log {}:\n{}",
+                        self.log.display(),
+                        std::fs::read_to_string(&self.log).unwrap_or_default()
+                    ));
+                }
             }
         }
+    }
+
+    /// Whether the process has exited (and with what).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     pub fn url(&self, path: &str) -> String {
