@@ -194,6 +194,9 @@ async fn a_double_refusal_keeps_the_offset_uncommitted_until_the_database_accept
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(dead_letters(&mut env.db().await).await.is_empty());
+    // The blocked message ages: the lag in seconds shows it.
+    let lag = metric(&service, "orders_consumer_lag_seconds").await;
+    assert!(lag.is_some_and(|s| s >= 2.0), "lag in seconds {lag:?}");
 
     // The operator repairs the dead-letter table: the message becomes a storage dead letter.
     env.sql("DROP TRIGGER refuse_poison_letter ON dead_letters")

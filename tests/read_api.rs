@@ -221,6 +221,11 @@ async fn lists_health_stats_metrics_openapi_and_the_page() {
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
+    // Every metric the service declares is documented in the README's metrics table.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
+    for name in orders_service::metrics::NAMES {
+        assert!(readme.contains(&format!("`{name}")), "README lacks {name}");
+    }
     // Route templates, never one series per order id.
     assert!(
         metrics.contains("endpoint=\"/order/{order_uid}\""),

@@ -29,7 +29,51 @@ async fn instances_joining_and_leaving_the_group_lose_and_duplicate_nothing() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let second = Service::start(&env, &[]);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Once the first instance has given partitions away, it exports series only for the
+    // partitions it still owns (revoked ones are removed, not left at their last value).
+    let owned_by_first = || async {
+        let (_, stats) = get_json(&first.url("/stats")).await;
+        stats["consumer"]["partitions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["partition"].as_i64())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            let n = owned_by_first().await.len();
+            n > 0 && n < 6
+        })
+        .await,
+        "the first instance never gave partitions away"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await; // statistics come every second
+    let owned = owned_by_first().await;
+    let text = http()
+        .get(first.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for line in text.lines().filter(|l| {
+        l.starts_with("orders_consumer_lag{") || l.starts_with("orders_committed_offset{")
+    }) {
+        let partition: i64 = line
+            .split("partition=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|p| p.parse().ok())
+            .expect("partition label");
+        assert!(
+            owned.contains(&partition),
+            "series for partition {partition}, owned {owned:?}: {line}"
+        );
+    }
     let status = first
         .terminate(Duration::from_secs(20))
         .expect("first instance exits");

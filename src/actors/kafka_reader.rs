@@ -284,6 +284,13 @@ impl Actor for KafkaReader {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Completions must never wait behind a full mailbox.
         ctx.set_mailbox_capacity(super::MAILBOX);
+        // Lag in seconds: the age of the oldest message received and not yet durable.
+        ctx.run_interval(Duration::from_secs(1), |act, _| {
+            let oldest = lock(&act.state).tracker.oldest_pending_timestamp();
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let age = oldest.map_or(0, |ts| (now_ms - ts).max(0) / 1000);
+            METRICS.consumer_lag_seconds.set(age);
+        });
     }
 }
 

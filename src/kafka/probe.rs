@@ -72,6 +72,8 @@ pub async fn probe_once(
     let Ok((orders, dlq)) = seen else {
         return;
     };
+    // A metadata answer is the surest sign that Kafka is up (statistics follow every second).
+    health.set_kafka_up(orders != Seen::Unreachable);
     match orders {
         Seen::Unreachable => {
             if health.topic() == TopicState::Unknown {
