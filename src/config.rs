@@ -52,6 +52,8 @@ pub struct KafkaConfig {
     pub session_timeout_ms: u32,
     /// librdkafka's `max.poll.interval.ms`: the ordered stop must fit inside it.
     pub max_poll_interval_ms: u32,
+    /// How often librdkafka commits the stored offsets (also on revoke and at shutdown).
+    pub auto_commit_interval_ms: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +111,11 @@ impl Config {
                     "KAFKA_MAX_POLL_INTERVAL_MS",
                     300_000,
                     10_000..=86_400_000,
+                )?,
+                auto_commit_interval_ms: vars.number(
+                    "KAFKA_COMMIT_INTERVAL_MS",
+                    1_000,
+                    100..=600_000,
                 )?,
             },
             ingest: IngestConfig {

@@ -54,18 +54,10 @@ async fn committed_orders_survive_a_database_crash_whatever_the_default_commit_m
     let mut produced = 0;
     for round in 0..3 {
         let service = Service::start(&env, &[]);
-        let messages: Vec<(String, Vec<u8>)> = (0..30)
-            .map(|i| {
-                let uid = format!("durable-{round}-{i}");
-                (uid.clone(), order_json(&uid))
-            })
-            .collect();
-        let refs: Vec<(&str, Vec<u8>)> = messages
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        env.produce(&refs).await;
-        produced += refs.len() as i64;
+        let sent = env
+            .produce_orders((0..30).map(|i| format!("durable-{round}-{i}")))
+            .await;
+        produced += sent.len() as i64;
         assert!(
             wait_until_drained(&env, Duration::from_secs(60)).await,
             "round {round}: not drained; log:\n{}",

@@ -28,6 +28,22 @@ async fn health_until(
     }
 }
 
+/// Sends SIGTERM and asserts the process exits within `bound`; returns its status.
+async fn terminate_within(service: &mut Service, bound: Duration) -> std::process::ExitStatus {
+    let sent = std::time::Instant::now();
+    signal(service.pid(), "TERM");
+    loop {
+        if let Some(status) = service.exited() {
+            return status;
+        }
+        assert!(
+            sent.elapsed() < bound,
+            "still running {bound:?} after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn stored_count(env: &TestEnv) -> i64 {
     count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await
 }
@@ -44,17 +60,13 @@ async fn a_missing_dlq_topic_degrades_health_and_never_holds_back_valid_orders()
     )
     .await;
     let service = Service::start(&env, &[]);
-    let mut messages: Vec<(String, Vec<u8>)> = (0..50)
-        .map(|i| (format!("dlqm-{i}"), order_json(&format!("dlqm-{i}"))))
+    env.produce_orders((0..50).map(|i| format!("dlqm-{i}")))
+        .await;
+    let bad: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| (format!("bad-{i}"), b"{not json".to_vec()))
         .collect();
-    for i in 0..5 {
-        messages.push((format!("bad-{i}"), b"{not json".to_vec()));
-    }
-    let refs: Vec<(&str, Vec<u8>)> = messages
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
-        .collect();
-    env.produce(&refs).await;
+    let bad: Vec<(&str, Vec<u8>)> = bad.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    env.produce(&bad).await;
 
     assert!(
         wait_until_drained(&env, Duration::from_secs(60)).await,
@@ -111,21 +123,14 @@ async fn one_row_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
     )
     .await;
     // Produced before the service starts, so the poison row arrives inside large batches.
-    let messages: Vec<(String, Vec<u8>)> = (0..300)
-        .map(|i| {
-            let uid = if i == 150 {
-                "poison-150".to_string()
-            } else {
-                format!("row-{i}")
-            };
-            (uid.clone(), order_json(&uid))
-        })
-        .collect();
-    let refs: Vec<(&str, Vec<u8>)> = messages
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
-        .collect();
-    env.produce(&refs).await;
+    env.produce_orders((0..300).map(|i| {
+        if i == 150 {
+            "poison-150".to_string()
+        } else {
+            format!("row-{i}")
+        }
+    }))
+    .await;
     let service = Service::start(&env, &[]);
 
     assert!(
@@ -156,15 +161,9 @@ async fn refuse_poison_and_its_dead_letter(env: &TestEnv) {
 }
 
 async fn produce_with_poison(env: &TestEnv) -> (i32, i64) {
-    let mut messages: Vec<(String, Vec<u8>)> = (0..20)
-        .map(|i| (format!("ok-{i}"), order_json(&format!("ok-{i}"))))
-        .collect();
-    messages.insert(10, ("poison-1".into(), order_json("poison-1")));
-    let refs: Vec<(&str, Vec<u8>)> = messages
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
-        .collect();
-    env.produce(&refs).await[10]
+    let mut uids: Vec<String> = (0..20).map(|i| format!("ok-{i}")).collect();
+    uids.insert(10, "poison-1".into());
+    env.produce_orders(uids).await[10]
 }
 
 /// Case 2: the order and its dead letter are both refused: nothing is committed past it,
@@ -238,18 +237,7 @@ async fn a_second_signal_exits_at_once_while_the_stop_waits_on_a_blocked_writer(
         service.exited().is_none(),
         "the first signal waits for the writers"
     );
-    let second = std::time::Instant::now();
-    signal(service.pid(), "TERM");
-    let status = loop {
-        if let Some(status) = service.exited() {
-            break status;
-        }
-        assert!(
-            second.elapsed() < Duration::from_secs(5),
-            "still running 5 s after the second signal"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = terminate_within(&mut service, Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(130), "{status}");
 }
 
@@ -293,18 +281,7 @@ async fn a_database_down_at_start_up_is_waited_for_and_sigterm_is_honoured_meanw
     })
     .await;
     assert!(ok && status == 503, "{status} {body}");
-    let sent = std::time::Instant::now();
-    signal(waiting.pid(), "TERM");
-    let exit = loop {
-        if let Some(status) = waiting.exited() {
-            break status;
-        }
-        assert!(
-            sent.elapsed() < Duration::from_secs(5),
-            "SIGTERM not honoured in 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = terminate_within(&mut waiting, Duration::from_secs(5)).await;
     assert!(exit.success(), "{exit}");
 
     let mut service = Service::spawn(&env, &extra, Duration::from_secs(30)).expect("spawned");

@@ -92,3 +92,52 @@ async fn instances_joining_and_leaving_the_group_lose_and_duplicate_nothing() {
         "the second instance never got partitions:\n{log}"
     );
 }
+
+/// Commit on revoke, tested for itself: with the periodic commit slowed to a minute, the only
+/// commit that can happen when a second instance joins is the one on revoke. The stream is
+/// drained by rows (not by committed offsets), then the second instance joins: right after
+/// the rebalance the committed offsets are the end of every partition, and the new owner
+/// receives nothing again.
+#[tokio::test]
+async fn offsets_are_committed_on_revoke_so_the_next_owner_re_reads_nothing() {
+    let env = TestEnv::new("revoke_commit").await;
+    let slow_commit = [("KAFKA_COMMIT_INTERVAL_MS", "60000")];
+    let first = Service::start(&env, &slow_commit);
+    let sent = env
+        .produce_orders((0..600).map(|i| format!("revoke-{i}")))
+        .await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await == 600
+        })
+        .await,
+        "not stored; log:\n{}",
+        first.log_text()
+    );
+    let second = Service::start(&env, &slow_commit);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            second.log_text().contains("partitions assigned")
+        })
+        .await,
+        "the second instance never got partitions"
+    );
+    let end: std::collections::BTreeMap<i32, i64> = env
+        .end_offsets()
+        .into_iter()
+        .filter(|(_, high)| *high > 0)
+        .collect();
+    // Well inside the 60 s periodic commit: only the revoke can have committed these.
+    let committed_on_revoke =
+        eventually(Duration::from_secs(10), || async { env.committed() == end }).await;
+    assert!(
+        committed_on_revoke,
+        "committed {:?} vs end {end:?} after the rebalance ({} messages)",
+        env.committed(),
+        sent.len()
+    );
+    // Give the new owner time to fetch whatever it would (it polls every 100 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let consumed = metric(&second, "orders_messages_consumed_total").await;
+    assert_eq!(consumed, Some(0.0), "the new owner re-read messages");
+}

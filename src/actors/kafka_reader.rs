@@ -414,8 +414,21 @@ mod tests {
     }
 
     #[test]
-    fn keyless_messages_are_routed_by_partition() {
-        assert_eq!(route(None, 3, 4), route(None, 3, 4));
-        assert!(route(None, 3, 1) == 0);
+    fn keyless_messages_of_a_partition_share_a_writer_and_partitions_spread() {
+        let writer_of: Vec<usize> = (0..12).map(|p| route(None, p, 4)).collect();
+        let used: HashSet<usize> = writer_of.iter().copied().collect();
+        assert!(
+            used.len() > 1,
+            "all partitions on one writer: {writer_of:?}"
+        );
+        assert!(writer_of.iter().all(|w| *w < 4));
+        // Keyless messages are told apart by partition only: the same partition, the same
+        // writer, so their order within the partition is kept.
+        assert_eq!(route(None, 5, 4), writer_of[5]);
+        assert_eq!(
+            route(Some(b""), 5, 4),
+            route(Some(b""), 0, 4),
+            "a key, even empty, wins"
+        );
     }
 }

@@ -229,7 +229,7 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// Builds the consumer and subscribes it.
 ///
 /// At-least-once: offsets are *stored* by the reader only for finished messages
-/// (`enable.auto.offset.store=false`); librdkafka commits stored offsets every second, on
+/// (`enable.auto.offset.store=false`); librdkafka commits stored offsets every `KAFKA_COMMIT_INTERVAL_MS`, on
 /// revoke and on close; the reader also commits synchronously at shutdown.
 pub fn consumer(
     config: &KafkaConfig,
@@ -245,7 +245,10 @@ pub fn consumer(
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
+        .set(
+            "auto.commit.interval.ms",
+            config.auto_commit_interval_ms.to_string(),
+        )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())

@@ -179,6 +179,22 @@ impl TestEnv {
         positions
     }
 
+    /// Produces the reference order under each of these ids (key = id); returns positions.
+    pub async fn produce_orders(&self, uids: impl IntoIterator<Item = String>) -> Vec<(i32, i64)> {
+        let messages: Vec<(String, Vec<u8>)> = uids
+            .into_iter()
+            .map(|uid| {
+                let json = order_json(&uid);
+                (uid, json)
+            })
+            .collect();
+        let refs: Vec<(&str, Vec<u8>)> = messages
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        self.produce(&refs).await
+    }
+
     /// `orders-service migrate` against this test's database.
     pub fn migrate(&self) {
         let out = Command::new(env!("CARGO_BIN_EXE_orders-service"))
