@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 async fn get(service: &Service, path: &str) -> reqwest::Response {
     http().get(service.url(path)).send().await.expect("request")
@@ -18,22 +18,14 @@ async fn get_json(service: &Service, path: &str) -> (u16, Value) {
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-fn order(uid: &str, items: usize) -> Vec<u8> {
-    let mut v = model();
-    v["order_uid"] = json!(uid);
-    let item = v["items"][0].clone();
-    v["items"] = Value::Array(vec![item; items]);
-    let goods = 317 * items as i64;
-    v["payment"]["goods_total"] = json!(goods);
-    v["payment"]["amount"] = json!(goods + 1500);
-    serde_json::to_vec(&v).expect("json")
-}
-
 /// Produces the orders and waits for them by events only (rows, then committed offsets),
 /// never by GETs: a GET that polled would read the order through and hide a broken
 /// write-through. Offsets are committed after the writer has sent the order to the cache.
 async fn produce_and_wait(env: &TestEnv, service: &Service, uids: &[String]) {
-    let messages: Vec<(&str, Vec<u8>)> = uids.iter().map(|u| (u.as_str(), order(u, 2))).collect();
+    let messages: Vec<(&str, Vec<u8>)> = uids
+        .iter()
+        .map(|u| (u.as_str(), order_with_items(u, 2)))
+        .collect();
     env.produce(&messages).await;
     let all = eventually(Duration::from_secs(30), || async {
         count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await == uids.len() as i64

@@ -312,14 +312,7 @@ impl Handler<Written> for KafkaReader {
 
     fn handle(&mut self, msg: Written, _: &mut Context<Self>) {
         self.flow.done(msg.positions.len(), msg.bytes);
-        {
-            let mut state = lock(&self.state);
-            if state.epoch == msg.epoch {
-                for p in &msg.positions {
-                    state.tracker.done(p.partition, p.offset);
-                }
-            }
-        }
+        lock(&self.state).written(msg.epoch, &msg.positions);
         self.store_committable();
         self.in_flight_changed();
     }

@@ -50,6 +50,43 @@ pub struct ReaderState {
     pub positions: BTreeMap<i32, PartitionPosition>,
 }
 
+impl ReaderState {
+    /// Partitions are taken away: a new epoch (completions of messages fetched before it are
+    /// ignored) and the partitions are forgotten. Returns, per partition, the next offset to
+    /// read after its finished prefix, to be stored before it is released.
+    pub fn revoke(&mut self, partitions: &[i32]) -> Vec<(i32, i64)> {
+        self.epoch += 1;
+        partitions
+            .iter()
+            .filter_map(|&p| {
+                self.positions.remove(&p);
+                self.tracker.forget(p).map(|next| (p, next))
+            })
+            .collect()
+    }
+
+    /// Partitions are given: a new epoch, the partitions start afresh (from wherever Kafka
+    /// resumes them). Returns whether they must start paused (the reader's current wish).
+    pub fn assign(&mut self, partitions: &[i32]) -> bool {
+        self.epoch += 1;
+        for &p in partitions {
+            self.tracker.forget(p);
+        }
+        self.paused
+    }
+
+    /// Messages of `epoch` are durable: counted only if no rebalance happened since they were
+    /// fetched (otherwise their partition restarts from its committed offset).
+    pub fn written(&mut self, epoch: u64, positions: &[crate::ingest::Position]) {
+        if self.epoch != epoch {
+            return;
+        }
+        for p in positions {
+            self.tracker.done(p.partition, p.offset);
+        }
+    }
+}
+
 pub struct ReaderContext {
     topic: String,
     state: Arc<Mutex<ReaderState>>,
@@ -146,24 +183,20 @@ impl ConsumerContext for ReaderContext {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
+        let partitions: Vec<i32> = revoked
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        for p in &partitions {
+            // Its series belong to the next owner now.
+            let label = p.to_string();
+            let _ = METRICS.consumer_lag.remove_label_values(&[&label]);
+            let _ = METRICS.committed_offset.remove_label_values(&[&label]);
+        }
         let mut commit = TopicPartitionList::new();
-        {
-            let mut state = self.state();
-            state.epoch += 1;
-            for elem in revoked.elements_for_topic(&self.topic) {
-                // Its series belong to the next owner now.
-                let label = elem.partition().to_string();
-                let _ = METRICS.consumer_lag.remove_label_values(&[&label]);
-                let _ = METRICS.committed_offset.remove_label_values(&[&label]);
-                state.positions.remove(&elem.partition());
-                if let Some(next) = state.tracker.forget(elem.partition()) {
-                    let _ = commit.add_partition_offset(
-                        &self.topic,
-                        elem.partition(),
-                        Offset::Offset(next),
-                    );
-                }
-            }
+        for (partition, next) in self.state().revoke(&partitions) {
+            let _ = commit.add_partition_offset(&self.topic, partition, Offset::Offset(next));
         }
         if commit.count() > 0
             && let Err(e) = consumer.store_offsets(&commit)
@@ -181,14 +214,12 @@ impl ConsumerContext for ReaderContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(assigned) => {
-                let paused = {
-                    let mut state = self.state();
-                    state.epoch += 1;
-                    for elem in assigned.elements_for_topic(&self.topic) {
-                        state.tracker.forget(elem.partition());
-                    }
-                    state.paused
-                };
+                let partitions: Vec<i32> = assigned
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                let paused = self.state().assign(&partitions);
                 let applied = if paused {
                     consumer.pause(assigned)
                 } else {
@@ -288,5 +319,59 @@ pub async fn leave_group(consumer: &OrdersConsumer) {
             _ => {}
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::Position;
+    use offsets::Delivery;
+
+    fn at(partition: i32, offset: i64) -> Position {
+        Position { partition, offset }
+    }
+
+    #[test]
+    fn completions_fetched_before_a_rebalance_are_ignored() {
+        let mut s = ReaderState::default();
+        s.assign(&[0]);
+        let before = s.epoch;
+        s.tracker.delivered(0, 0);
+        s.revoke(&[0]);
+        s.assign(&[0]);
+        s.tracker.delivered(0, 0);
+        s.written(before, &[at(0, 0)]);
+        assert_eq!(s.tracker.committable(0), None, "an old epoch's completion");
+        s.written(s.epoch, &[at(0, 0)]);
+        assert_eq!(s.tracker.committable(0), Some(1));
+    }
+
+    #[test]
+    fn a_revoke_hands_back_each_partition_s_finished_prefix_and_forgets_it() {
+        let mut s = ReaderState::default();
+        s.assign(&[0, 1, 2]);
+        for o in 0..3 {
+            s.tracker.delivered(0, o);
+            s.tracker.delivered(1, o);
+        }
+        s.written(s.epoch, &[at(0, 0), at(0, 1), at(1, 1)]);
+        let mut stored = s.revoke(&[0, 1, 2]);
+        stored.sort_unstable();
+        assert_eq!(
+            stored,
+            vec![(0, 2)],
+            "partition 1 waits for offset 0; 2 has nothing"
+        );
+        assert_eq!(s.tracker.pending(0), 0);
+        assert_eq!(s.tracker.delivered(0, 1), Delivery::Track, "re-read afresh");
+    }
+
+    #[test]
+    fn new_partitions_start_paused_while_the_reader_is_paused() {
+        let mut s = ReaderState::default();
+        assert!(!s.assign(&[0]));
+        s.paused = true;
+        assert!(s.assign(&[1]));
     }
 }

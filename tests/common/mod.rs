@@ -304,6 +304,18 @@ pub fn order_json(uid: &str) -> Vec<u8> {
     serde_json::to_vec(&v).expect("json")
 }
 
+/// A valid order with `items` copies of the reference order's item (money adjusted).
+pub fn order_with_items(uid: &str, items: usize) -> Vec<u8> {
+    let mut v = model();
+    v["order_uid"] = uid.into();
+    let item = v["items"][0].clone();
+    v["items"] = serde_json::Value::Array(vec![item; items]);
+    let goods = 317 * items as i64;
+    v["payment"]["goods_total"] = goods.into();
+    v["payment"]["amount"] = (goods + 1500).into();
+    serde_json::to_vec(&v).expect("json")
+}
+
 /// GETs `url` and returns status and JSON body.
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let response = http().get(url).send().await.expect("request");

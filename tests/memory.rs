@@ -1,0 +1,116 @@
+//! The in-flight memory bound, measured: during a database that stops answering (its
+//! `orders` table locked, so writes hang instead of failing), ~125 MB of large orders arrive;
+//! the service's peak RSS above its idle RSS must stay within `MAX_IN_FLIGHT_BYTES` (which
+//! counts what each message holds: raw, parsed, JSON) plus 32 MiB of slack (allocator,
+//! librdkafka's buffers: its fetch queue is emptied when the partitions pause). Counting
+//! payload bytes only, as before, the growth is about three times the bound and this fails.
+//! Prints the figures. Then the lock is released and every order is stored.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use diesel_async::SimpleAsyncConnection;
+
+const MIB: u64 = 1 << 20;
+const IN_FLIGHT_BYTES: u64 = 32 * MIB;
+const SLACK: u64 = 32 * MIB;
+
+/// A `/proc/PID/status` field in bytes (VmRSS: now, VmHWM: peak).
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("field")
+        * 1024
+}
+
+#[tokio::test]
+async fn peak_memory_during_a_long_outage_stays_under_the_documented_ceiling() {
+    let env = TestEnv::new("memory").await;
+    let bound = IN_FLIGHT_BYTES.to_string();
+    let service = Service::start(
+        &env,
+        &[
+            ("MAX_IN_FLIGHT_BYTES", bound.as_str()),
+            ("CACHE_MAX_BYTES", "0"),
+            ("DB_WRITE_TIMEOUT_MS", "600000"),
+        ],
+    );
+    let idle = proc_kib(service.pid(), "VmRSS:");
+
+    let mut lock = env.db().await;
+    lock.batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;")
+        .await
+        .expect("lock orders");
+    let count = 2_500;
+    let payload_bytes = order_with_items("size-probe", 200).len();
+    let messages: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|i| {
+            let uid = format!("big-{i}");
+            let payload = order_with_items(&uid, 200);
+            (uid, payload)
+        })
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    env.produce(&refs).await;
+
+    // The event: the reader has hit its bound and paused.
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            metric(&service, "orders_consumer_paused").await == Some(1.0)
+        })
+        .await,
+        "the reader never paused; log:\n{}",
+        service.log_text()
+    );
+    // Stay in the outage a while, sampling the peak.
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let peak = proc_kib(service.pid(), "VmHWM:");
+    let counted = metric(&service, "orders_in_flight_bytes")
+        .await
+        .unwrap_or(0.0) as u64;
+    let ceiling = IN_FLIGHT_BYTES + SLACK;
+    eprintln!(
+        "memory: {count} orders of {payload_bytes} B ({} MiB) during the outage; idle RSS {} MiB, \
+         peak RSS {} MiB, growth {} MiB; in flight counted {} MiB (bound {} MiB); ceiling \
+         (bound + slack) {} MiB",
+        count as u64 * payload_bytes as u64 / MIB,
+        idle / MIB,
+        peak / MIB,
+        peak.saturating_sub(idle) / MIB,
+        counted / MIB,
+        IN_FLIGHT_BYTES / MIB,
+        ceiling / MIB
+    );
+    assert!(
+        peak.saturating_sub(idle) <= ceiling,
+        "peak RSS grew by {} MiB, over the ceiling of {} MiB",
+        peak.saturating_sub(idle) / MIB,
+        ceiling / MIB
+    );
+
+    lock.batch_execute("COMMIT").await.expect("unlock");
+    assert!(
+        wait_until_drained(&env, Duration::from_secs(120)).await,
+        "not drained after the outage; log:\n{}",
+        service.log_text()
+    );
+    let stored = common::count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await;
+    assert_eq!(stored, count as i64, "every order stored after the outage");
+}
