@@ -1,0 +1,351 @@
+//! Messages the service must not store as new orders: invalid ones of every rejection reason,
+//! byte-identical duplicates and same-uid conflicts.
+
+use orders_service::domain::RejectReason;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::generator::{Generator, Original, to_json};
+use crate::message::{Kind, Outgoing};
+
+/// One way of breaking a message, each rejected with exactly one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Variant {
+    Truncated,
+    NonUtf8,
+    JsonArray,
+    Oversized,
+    MissingField,
+    WrongType,
+    BadPhone,
+    BadCurrency,
+    BadSale,
+    EmptyName,
+    BadUid,
+    NoItems,
+    BadDate,
+    AmountOff,
+    GoodsTotalOff,
+}
+
+/// The reasons invalid messages cycle through (conflicts come from --conflict-ratio).
+pub(crate) const INVALID_REASONS: [RejectReason; 5] = [
+    RejectReason::Malformed,
+    RejectReason::TooLarge,
+    RejectReason::Schema,
+    RejectReason::Invalid,
+    RejectReason::Inconsistent,
+];
+
+impl Variant {
+    #[cfg(test)]
+    const ALL: [Variant; 15] = [
+        Variant::Truncated,
+        Variant::NonUtf8,
+        Variant::JsonArray,
+        Variant::Oversized,
+        Variant::MissingField,
+        Variant::WrongType,
+        Variant::BadPhone,
+        Variant::BadCurrency,
+        Variant::BadSale,
+        Variant::EmptyName,
+        Variant::BadUid,
+        Variant::NoItems,
+        Variant::BadDate,
+        Variant::AmountOff,
+        Variant::GoodsTotalOff,
+    ];
+
+    fn reason(self) -> RejectReason {
+        match self {
+            Variant::Truncated | Variant::NonUtf8 | Variant::JsonArray => RejectReason::Malformed,
+            Variant::Oversized => RejectReason::TooLarge,
+            Variant::MissingField | Variant::WrongType => RejectReason::Schema,
+            Variant::BadPhone
+            | Variant::BadCurrency
+            | Variant::BadSale
+            | Variant::EmptyName
+            | Variant::BadUid
+            | Variant::NoItems
+            | Variant::BadDate => RejectReason::Invalid,
+            Variant::AmountOff | Variant::GoodsTotalOff => RejectReason::Inconsistent,
+        }
+    }
+
+    pub(crate) fn of(reason: RejectReason) -> &'static [Variant] {
+        match reason {
+            RejectReason::Malformed => &[Variant::Truncated, Variant::NonUtf8, Variant::JsonArray],
+            RejectReason::TooLarge => &[Variant::Oversized],
+            RejectReason::Schema => &[Variant::MissingField, Variant::WrongType],
+            RejectReason::Invalid => &[
+                Variant::BadPhone,
+                Variant::BadCurrency,
+                Variant::BadSale,
+                Variant::EmptyName,
+                Variant::BadUid,
+                Variant::NoItems,
+                Variant::BadDate,
+            ],
+            RejectReason::Inconsistent => &[Variant::AmountOff, Variant::GoodsTotalOff],
+            RejectReason::Conflict | RejectReason::Storage => &[],
+        }
+    }
+}
+
+impl Generator {
+    fn remembered(&mut self) -> Option<&Original> {
+        if self.pool.is_empty() {
+            return None;
+        }
+        let slot = self.rng.random_range(0..self.pool.len());
+        self.pool.get(slot)
+    }
+
+    /// A byte-identical re-send of a sent valid order.
+    pub(crate) fn duplicate(&mut self) -> Option<Outgoing> {
+        let original = self.remembered()?;
+        Some(Outgoing {
+            key: original.order.order_uid.clone(),
+            payload: original.payload.clone(),
+            kind: Kind::Duplicate,
+            items: original.order.items.len(),
+        })
+    }
+
+    /// A sent uid with different (still valid) content: another delivery_cost and amount.
+    pub(crate) fn conflict(&mut self) -> Option<Outgoing> {
+        let mut order = self.remembered()?.order.clone();
+        let extra = self.rng.random_range(1..=500);
+        order.payment.delivery_cost += extra;
+        order.payment.amount += extra;
+        Some(Outgoing {
+            key: order.order_uid.clone(),
+            payload: to_json(&order),
+            kind: Kind::Conflict,
+            items: order.items.len(),
+        })
+    }
+
+    /// A message broken in the given way, keyed by its order_uid where it has one.
+    pub(crate) fn invalid(&mut self, variant: Variant) -> Outgoing {
+        let mut order = self.order();
+        let mut key = order.order_uid.clone();
+        let item = self.rng.random_range(0..order.items.len());
+        let payload = match variant {
+            Variant::Truncated => {
+                let mut bytes = to_json(&order);
+                let cut = self.rng.random_range(bytes.len() / 4..bytes.len() - 1);
+                bytes.truncate(cut);
+                bytes
+            }
+            Variant::NonUtf8 => {
+                // A Latin-1 encoded name, as a legacy producer would send it.
+                const MARK: &str = "@@u-umlaut@@";
+                order.delivery.name = format!("J{MARK}rgen M{MARK}ller");
+                replace_bytes(&to_json(&order), MARK.as_bytes(), &[0xFC])
+            }
+            Variant::JsonArray => to_json(&json!([order])),
+            Variant::Oversized => {
+                let mut value = json!(order);
+                let base = to_json(&value).len();
+                let pad =
+                    self.max_payload.saturating_sub(base) + 1 + self.rng.random_range(0..1024);
+                value["x_padding"] = Value::String("x".repeat(pad));
+                to_json(&value)
+            }
+            Variant::MissingField | Variant::WrongType => {
+                let mut value = json!(order);
+                let sections = ["", "delivery", "payment", "items"];
+                let section = self.pick(&sections);
+                let object = match section {
+                    "" => &mut value,
+                    "items" => &mut value["items"][item],
+                    other => &mut value[other],
+                };
+                if let Some(map) = object.as_object_mut() {
+                    let names: Vec<String> = map.keys().cloned().collect();
+                    let field = self
+                        .pick(&names.iter().map(String::as_str).collect::<Vec<_>>())
+                        .to_string();
+                    if variant == Variant::MissingField {
+                        map.remove(&field);
+                        if section.is_empty() && field == "order_uid" {
+                            key = self.random_key();
+                        }
+                    } else if let Some(slot) = map.get_mut(&field) {
+                        *slot = wrong_type(slot);
+                    }
+                }
+                to_json(&value)
+            }
+            Variant::BadPhone => {
+                order.delivery.phone = self
+                    .pick(&[
+                        "12-34-56",
+                        "+7 (912) 345-67-89",
+                        "123",
+                        "call me",
+                        "+1234567890123456",
+                    ])
+                    .to_string();
+                to_json(&order)
+            }
+            Variant::BadCurrency => {
+                order.payment.currency = self
+                    .pick(&["usd", "US", "DOLLAR", "€", "RU1", ""])
+                    .to_string();
+                to_json(&order)
+            }
+            Variant::BadSale => {
+                order.items[item].sale = self.pick(&[150, 101, 250, -10]);
+                to_json(&order)
+            }
+            Variant::EmptyName => {
+                if self.rng.random_bool(0.5) {
+                    order.delivery.name = self.pick(&["", "   "]).to_string();
+                } else {
+                    order.items[item].name = String::new();
+                }
+                to_json(&order)
+            }
+            Variant::BadUid => {
+                order.order_uid = match self.rng.random_range(0..4) {
+                    0 => format!("{key} copy"),
+                    1 => format!("../{key}"),
+                    2 => format!("{key}{}", "x".repeat(65)),
+                    _ => String::new(),
+                };
+                key = if order.order_uid.is_empty() {
+                    self.random_key()
+                } else {
+                    order.order_uid.clone()
+                };
+                to_json(&order)
+            }
+            Variant::NoItems => {
+                order.items.clear();
+                order.payment.goods_total = 0;
+                order.payment.amount = order.payment.delivery_cost + order.payment.custom_fee;
+                to_json(&order)
+            }
+            Variant::BadDate => {
+                order.date_created = self
+                    .pick(&[
+                        "26.11.2021",
+                        "2021-11-26 06:22:19",
+                        "yesterday",
+                        "2021-13-40T25:61:00Z",
+                        "1637907727",
+                        "",
+                    ])
+                    .to_string();
+                to_json(&order)
+            }
+            Variant::AmountOff => {
+                let off = self.rng.random_range(1..=1_000);
+                let p = &mut order.payment;
+                p.amount = if p.amount > off && self.rng.random_bool(0.5) {
+                    p.amount - off
+                } else {
+                    p.amount + off
+                };
+                to_json(&order)
+            }
+            Variant::GoodsTotalOff => {
+                let off = self.rng.random_range(1..=1_000);
+                order.payment.goods_total += off;
+                order.payment.amount += off;
+                to_json(&order)
+            }
+        };
+        Outgoing {
+            key,
+            payload,
+            kind: Kind::Invalid(variant.reason()),
+            items: 0,
+        }
+    }
+}
+
+/// The same value with a JSON type serde will refuse for that field.
+fn wrong_type(value: &Value) -> Value {
+    match value {
+        Value::String(_) => json!(12345),
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Array(_) => json!({"0": "not a list"}),
+        Value::Object(_) => json!("n/a"),
+        Value::Bool(_) | Value::Null => json!([]),
+    }
+}
+
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use orders_service::domain::parse_and_validate;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::SEEDED_ANCHOR;
+    use crate::generator::tests::{LIMIT, generator};
+
+    #[test]
+    fn every_invalid_variant_is_rejected_with_its_reason() {
+        let mut g = generator(7);
+        for variant in Variant::ALL {
+            assert!(Variant::of(variant.reason()).contains(&variant));
+            for _ in 0..40 {
+                let msg = g.invalid(variant);
+                let rejection = parse_and_validate(&msg.payload, LIMIT)
+                    .expect_err("an invalid message was accepted");
+                assert_eq!(
+                    rejection.reason,
+                    variant.reason(),
+                    "{variant:?}: {rejection} in {}",
+                    String::from_utf8_lossy(&msg.payload)
+                );
+                assert_eq!(msg.kind, Kind::Invalid(variant.reason()));
+                assert!(!msg.key.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn too_large_follows_the_configured_limit() {
+        let mut g = Generator::new(StdRng::seed_from_u64(1), "t_".into(), SEEDED_ANCHOR, 2048);
+        let msg = g.invalid(Variant::Oversized);
+        assert!(msg.payload.len() > 2048);
+        let r = parse_and_validate(&msg.payload, 2048).expect_err("too large");
+        assert_eq!(r.reason, RejectReason::TooLarge);
+    }
+
+    #[test]
+    fn duplicates_are_byte_identical_and_conflicts_differ_in_content() {
+        let mut g = generator(5);
+        let first = g.valid();
+        let dup = g.duplicate().expect("pool has an order");
+        assert_eq!(dup.payload, first.payload);
+        assert_eq!(dup.key, first.key);
+        let conflict = g.conflict().expect("pool has an order");
+        assert_eq!(conflict.key, first.key);
+        let a = parse_and_validate(&first.payload, LIMIT).expect("valid");
+        let b = parse_and_validate(&conflict.payload, LIMIT).expect("conflict is valid");
+        assert_eq!(a.order.order_uid, b.order.order_uid);
+        assert_ne!(a.content_hash, b.content_hash);
+    }
+}
