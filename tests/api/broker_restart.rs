@@ -1,14 +1,12 @@
 //! Broker restart: the Kafka broker is SIGKILLed in the middle of a stream and restarted.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 
 #[tokio::test]
 async fn killing_and_restarting_the_broker_loses_nothing() {
-    let env = TestEnv::new("broker").await;
+    let env = TestEnv::exclusive("broker").await;
     let service = Service::start(&env, &[]);
     let uids = env.path("uids.tsv");
     let producer = spawn_emulator(

@@ -4,11 +4,9 @@
 //! is killed only once it has partitions and is writing, and right after each kill the
 //! invariant "every offset below the committed one is durable" is checked.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::helpers::*;
 use rand::{Rng, SeedableRng};
 
 #[tokio::test]

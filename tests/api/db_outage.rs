@@ -2,11 +2,9 @@
 //! dead-lettered, nothing is lost, `/health` reports it, cached orders keep being served, and
 //! ingestion resumes by itself within 5 s of the database coming back.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::helpers::*;
 
 async fn status(client: &reqwest::Client, url: &str) -> u16 {
     client
@@ -19,7 +17,7 @@ async fn status(client: &reqwest::Client, url: &str) -> u16 {
 
 #[tokio::test]
 async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
-    let env = TestEnv::new("dbdown").await;
+    let env = TestEnv::exclusive("dbdown").await;
     let service = Service::start(&env, &[("DB_RETRY_MAX_BACKOFF_MS", "1000")]);
     let client = http();
 

@@ -6,13 +6,11 @@
 //! the service's own `SET LOCAL synchronous_commit TO on`, the last transactions of each
 //! round are lost (a crash between their commit and the WAL writer's next flush).
 //!
-//! Its own test binary: it crashes the shared PostgreSQL, which no other test may see.
-
-mod common;
+//! It crashes the shared PostgreSQL: it takes the infrastructure for itself (`TestEnv::exclusive`).
 
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use diesel::sql_query;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
@@ -36,7 +34,7 @@ async fn set_wal_writer_delay(value: &str) {
 
 #[tokio::test]
 async fn committed_orders_survive_a_database_crash_whatever_the_default_commit_mode() {
-    let env = TestEnv::new("durability").await;
+    let env = TestEnv::exclusive("durability").await;
     let db = env
         .database_url
         .rsplit('/')

@@ -3,11 +3,9 @@
 //! committed for a message that is durable nowhere. Sequenced by events (`/health`,
 //! committed offsets, log lines, stdout), not by sleeps.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 
 /// Polls `/health` until `check` accepts it; returns the last body.
 async fn health_until(

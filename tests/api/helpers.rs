@@ -4,11 +4,6 @@
 //! The tests need the real PostgreSQL and Kafka that `scripts/test` starts; it exports
 //! `TEST_ADMIN_DATABASE_URL`, `TEST_KAFKA_BROKERS` and `TEST_INFRA_DIR`.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of this module"
-)]
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -50,6 +45,16 @@ fn unique(name: &str) -> String {
     format!("{name}_{}_{nanos:x}", std::process::id())
 }
 
+/// Tests that stop or kill the shared PostgreSQL or Kafka hold this for writing; the others
+/// hold it for reading, so they never run while a server is down on purpose.
+static INFRA: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Held for the test's lifetime, never read.
+struct InfraGuard {
+    _shared: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
+    _exclusive: Option<tokio::sync::RwLockWriteGuard<'static, ()>>,
+}
+
 /// A test's own database, topic and consumer group.
 pub struct TestEnv {
     pub name: String,
@@ -60,6 +65,7 @@ pub struct TestEnv {
     pub group: String,
     pub infra_dir: PathBuf,
     pub log_dir: PathBuf,
+    _infra: InfraGuard,
 }
 
 /// Which of its topics a test creates before it starts (the broker never auto-creates).
@@ -69,19 +75,34 @@ pub struct Topics {
     pub dlq: bool,
 }
 
+const ALL_TOPICS: Topics = Topics {
+    orders: true,
+    dlq: true,
+};
+
 impl TestEnv {
     pub async fn new(name: &str) -> Self {
-        Self::with_topics(
-            name,
-            Topics {
-                orders: true,
-                dlq: true,
-            },
-        )
-        .await
+        Self::with_topics(name, ALL_TOPICS).await
+    }
+
+    /// For a test that stops or kills the shared servers: no other test runs meanwhile.
+    pub async fn exclusive(name: &str) -> Self {
+        let guard = InfraGuard {
+            _shared: None,
+            _exclusive: Some(INFRA.write().await),
+        };
+        Self::build(name, ALL_TOPICS, guard).await
     }
 
     pub async fn with_topics(name: &str, topics: Topics) -> Self {
+        let guard = InfraGuard {
+            _shared: Some(INFRA.read().await),
+            _exclusive: None,
+        };
+        Self::build(name, topics, guard).await
+    }
+
+    async fn build(name: &str, topics: Topics, guard: InfraGuard) -> Self {
         let id = unique(name);
         let admin_url = env("TEST_ADMIN_DATABASE_URL");
         let brokers = env("TEST_KAFKA_BROKERS");
@@ -122,6 +143,7 @@ impl TestEnv {
             group: format!("group_{id}"),
             infra_dir,
             log_dir,
+            _infra: guard,
         }
     }
 
@@ -148,11 +170,6 @@ impl TestEnv {
         AsyncPgConnection::establish(&self.database_url)
             .await
             .expect("connect to the test database")
-    }
-
-    /// Runs the emulator to completion with these extra arguments.
-    pub fn emulate(&self, args: &[&str]) -> String {
-        finish_emulator(spawn_emulator(self, args))
     }
 
     /// Produces raw messages (key, payload) synchronously; returns where each landed.

@@ -1,11 +1,9 @@
 //! Ingest against the real broker and database: round trip, dead letters for every kind of
 //! invalid message, duplicates and conflicts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use orders_service::db::queries;
 use serde_json::{Value, json};
 

@@ -6,11 +6,9 @@
 //! payload bytes only, as before, the growth is about three times the bound and this fails.
 //! Prints the figures. Then the lock is released and every order is stored.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::helpers::*;
 use diesel_async::SimpleAsyncConnection;
 
 const MIB: u64 = 1 << 20;
@@ -111,6 +109,7 @@ async fn peak_memory_during_a_long_outage_stays_under_the_documented_ceiling() {
         "not drained after the outage; log:\n{}",
         service.log_text()
     );
-    let stored = common::count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await;
+    let stored =
+        crate::helpers::count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await;
     assert_eq!(stored, count as i64, "every order stored after the outage");
 }

@@ -1,11 +1,9 @@
 //! The read path against the real stack: every endpoint's statuses and bodies, warm-up
 //! hits, read-through misses, the cache's byte bound, metrics, security headers, odd input.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 use serde_json::Value;
 
 async fn get(service: &Service, path: &str) -> reqwest::Response {

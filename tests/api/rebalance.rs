@@ -1,11 +1,9 @@
 //! Two instances in one consumer group: a second one joins mid-stream (partitions move), then
 //! the first one leaves (SIGTERM). Every valid order is stored exactly once.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::helpers::*;
 
 #[tokio::test]
 async fn instances_joining_and_leaving_the_group_lose_and_duplicate_nothing() {

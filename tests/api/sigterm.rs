@@ -1,11 +1,9 @@
 //! Graceful stop: SIGTERM during a stream exits 0 within the deadline after committing
 //! exactly what was written, so a restart re-delivers nothing that was already stored.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::helpers::*;
 use diesel::sql_types::{BigInt, Integer};
 use diesel::{QueryableByName, sql_query};
 use diesel_async::RunQueryDsl;

@@ -1,0 +1,19 @@
+//! The integration and fault tests: one binary (one link), one module per area, sharing
+//! `helpers`. Each test gets its own database, topics and consumer group; the tests that stop
+//! or kill the shared PostgreSQL or Kafka take the infrastructure for themselves
+//! (`TestEnv::exclusive`), the others share it (`TestEnv::new`).
+//!
+//! They need the PostgreSQL and Kafka that `scripts/test` starts (see `helpers`).
+
+mod helpers;
+
+mod broker_restart;
+mod crash;
+mod db_outage;
+mod durability;
+mod fail_loud;
+mod ingest;
+mod memory;
+mod read_api;
+mod rebalance;
+mod sigterm;
