@@ -60,11 +60,10 @@ async fn a_missing_dlq_topic_degrades_health_and_never_holds_back_valid_orders()
     let service = Service::start(&env, &[]);
     env.produce_orders((0..50).map(|i| format!("dlqm-{i}")))
         .await;
-    let bad: Vec<(String, Vec<u8>)> = (0..5)
-        .map(|i| (format!("bad-{i}"), b"{not json".to_vec()))
-        .collect();
-    let bad: Vec<(&str, Vec<u8>)> = bad.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    env.produce(&bad).await;
+    env.produce_each((0..5).map(|i| format!("bad-{i}")), |_| {
+        b"{not json".to_vec()
+    })
+    .await;
 
     assert!(
         wait_until_drained(&env, Duration::from_secs(60)).await,

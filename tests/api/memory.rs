@@ -52,18 +52,10 @@ async fn peak_memory_during_a_long_outage_stays_under_the_documented_ceiling() {
         .expect("lock orders");
     let count = 2_500;
     let payload_bytes = order_with_items("size-probe", 200).len();
-    let messages: Vec<(String, Vec<u8>)> = (0..count)
-        .map(|i| {
-            let uid = format!("big-{i}");
-            let payload = order_with_items(&uid, 200);
-            (uid, payload)
-        })
-        .collect();
-    let refs: Vec<(&str, Vec<u8>)> = messages
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
-        .collect();
-    env.produce(&refs).await;
+    env.produce_each((0..count).map(|i| format!("big-{i}")), |uid| {
+        order_with_items(uid, 200)
+    })
+    .await;
 
     // The event: the reader has hit its bound and paused.
     assert!(

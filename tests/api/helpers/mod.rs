@@ -5,20 +5,23 @@
 //! `TEST_ADMIN_DATABASE_URL`, `TEST_KAFKA_BROKERS` and `TEST_INFRA_DIR`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Text};
-use diesel::{QueryableByName, sql_query};
+use diesel::sql_query;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+
+mod checks;
+mod service;
+
+pub use checks::*;
+pub use service::*;
 
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -198,11 +201,20 @@ impl TestEnv {
 
     /// Produces the reference order under each of these ids (key = id); returns positions.
     pub async fn produce_orders(&self, uids: impl IntoIterator<Item = String>) -> Vec<(i32, i64)> {
-        let messages: Vec<(String, Vec<u8>)> = uids
+        self.produce_each(uids, order_json).await
+    }
+
+    /// Produces `payload(key)` under each key; returns positions.
+    pub async fn produce_each(
+        &self,
+        keys: impl IntoIterator<Item = String>,
+        payload: impl Fn(&str) -> Vec<u8>,
+    ) -> Vec<(i32, i64)> {
+        let messages: Vec<(String, Vec<u8>)> = keys
             .into_iter()
-            .map(|uid| {
-                let json = order_json(&uid);
-                (uid, json)
+            .map(|key| {
+                let bytes = payload(&key);
+                (key, bytes)
             })
             .collect();
         let refs: Vec<(&str, Vec<u8>)> = messages
@@ -333,30 +345,6 @@ pub fn order_with_items(uid: &str, items: usize) -> Vec<u8> {
     serde_json::to_vec(&v).expect("json")
 }
 
-/// GETs `url` and returns status and JSON body.
-pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
-    let response = http().get(url).send().await.expect("request");
-    let status = response.status().as_u16();
-    (
-        status,
-        response.json().await.unwrap_or(serde_json::Value::Null),
-    )
-}
-
-/// The value of an unlabelled metric on `/metrics`, if exported.
-pub async fn metric(service: &Service, name: &str) -> Option<f64> {
-    let text = http()
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -380,222 +368,6 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     }
 }
 
-/// The service binary running as a child process.
-pub struct Service {
-    child: Child,
-    pub base: String,
-    pub log: PathBuf,
-    stdout: mpsc::Receiver<String>,
-}
-
-impl Service {
-    /// Starts the service and waits until it is ready (`orders-service ready` on stdout:
-    /// database reached, migrations, warm-up and Kafka done).
-    pub fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Service {
-        Self::try_start(env, extra, Duration::from_secs(60)).expect("service starts")
-    }
-
-    pub fn try_start(
-        env: &TestEnv,
-        extra: &[(&str, &str)],
-        timeout: Duration,
-    ) -> Result<Service, String> {
-        let mut service = Self::spawn(env, extra, timeout)?;
-        service.wait_ready(timeout)?;
-        Ok(service)
-    }
-
-    /// Starts the service and returns once it listens (it answers `/health` from then on),
-    /// without waiting for it to be ready.
-    pub fn spawn(
-        env: &TestEnv,
-        extra: &[(&str, &str)],
-        timeout: Duration,
-    ) -> Result<Service, String> {
-        let mut n = 0;
-        let log = loop {
-            let p = env.path(&format!("service-{n}.log"));
-            if !p.exists() {
-                break p;
-            }
-            n += 1;
-        };
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders-service"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        for (k, v) in env.service_env() {
-            cmd.env(k, v);
-        }
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut service = Service {
-            child,
-            base: String::new(),
-            log,
-            stdout: rx,
-        };
-        match service.wait_line("orders-service listening on ", timeout) {
-            Ok(url) => {
-                service.base = url;
-                Ok(service)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Waits for `orders-service ready` on stdout.
-    pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        self.wait_line("orders-service ready", timeout).map(|_| ())
-    }
-
-    /// Waits for a stdout line starting with `prefix`; returns the rest of it.
-    fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return Ok(rest.to_string());
-                    }
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return Err(format!(
-                        "service did not print {prefix:?} within {timeout:?}; log {}:\n{}",
-                        self.log.display(),
-                        std::fs::read_to_string(&self.log).unwrap_or_default()
-                    ));
-                }
-            }
-        }
-    }
-
-    /// Whether the process has exited (and with what).
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL: the crash the service must survive.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM and wait for the exit, at most `timeout`.
-    pub fn terminate(mut self, timeout: Duration) -> Option<ExitStatus> {
-        signal(self.child.id(), "TERM");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
-}
-
-/// Runs one of the infrastructure scripts (`pg stop DIR`, `kafka kill DIR` …).
-pub fn infra(env: &TestEnv, script: &str, action: &str, component: &str) {
-    let status = Command::new(repo_root().join("scripts").join(script))
-        .arg(action)
-        .arg(env.infra_dir.join(component))
-        .stdout(Stdio::null())
-        .status()
-        .expect("run infra script");
-    assert!(status.success(), "scripts/{script} {action} failed");
-}
-
-#[derive(QueryableByName, Debug)]
-pub struct UidCount {
-    #[diesel(sql_type = Text)]
-    pub order_uid: String,
-    #[diesel(sql_type = BigInt)]
-    pub items: i64,
-}
-
-/// Every stored order with its item count.
-pub async fn stored_orders(conn: &mut AsyncPgConnection) -> Vec<UidCount> {
-    sql_query(
-        "SELECT o.order_uid, count(i.position) AS items FROM orders o \
-         LEFT JOIN items i ON i.order_id = o.id GROUP BY o.order_uid",
-    )
-    .load(conn)
-    .await
-    .expect("stored orders")
-}
-
-#[derive(QueryableByName, Debug)]
-pub struct LetterRow {
-    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
-    pub order_uid: Option<String>,
-    #[diesel(sql_type = Text)]
-    pub reason: String,
-}
-
-pub async fn dead_letters(conn: &mut AsyncPgConnection) -> Vec<LetterRow> {
-    sql_query("SELECT order_uid, reason FROM dead_letters")
-        .load(conn)
-        .await
-        .expect("dead letters")
-}
-
-pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let rows: Vec<N> = sql_query(sql).load(conn).await.expect("count query");
-    rows.into_iter().next().map_or(0, |r| r.n)
-}
-
 /// Polls `check` until it returns true or `timeout` passes; returns whether it did.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
@@ -612,139 +384,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Reads an emulator output file of `first<TAB>second` lines.
-fn read_pairs(path: &Path, shape: &str) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let (first, second) = l.split_once('\t').expect(shape);
-            (first.to_string(), second.trim().to_string())
-        })
-        .collect()
-}
-
-/// Reads an emulator `--uids-out` file: uid → item count.
-pub fn read_uids(path: &Path) -> HashMap<String, i64> {
-    read_pairs(path, "uid<TAB>items")
-        .into_iter()
-        .map(|(uid, items)| (uid, items.parse().expect("item count")))
-        .collect()
-}
-
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("http client")
-}
-
-/// Starts the emulator in the background (for faults injected while it produces).
-pub fn spawn_emulator(env: &TestEnv, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_emulator"))
-        .args(["--brokers", &env.brokers, "--topic", &env.topic, "--quiet"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the emulator")
-}
-
-/// Waits for a background emulator and asserts it succeeded.
-pub fn finish_emulator(child: Child) -> String {
-    let out = child.wait_with_output().expect("emulator output");
-    assert!(
-        out.status.success(),
-        "emulator failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Reads an emulator `--rejects-out` file: (uid or key, expected reason).
-pub fn read_rejects(path: &Path) -> Vec<(String, String)> {
-    read_pairs(path, "key<TAB>reason")
-}
-
-/// Waits until the group has committed the whole topic and returns the final counts.
-pub async fn wait_until_drained(env: &TestEnv, timeout: Duration) -> bool {
-    let end = env.end_offsets();
-    eventually(timeout, || async {
-        let committed = env.committed();
-        end.iter()
-            .all(|(p, high)| *high == 0 || committed.get(p) == Some(high))
-    })
-    .await
-}
-
-/// The checks every fault test ends with: the stored orders are exactly the valid orders
-/// produced, each once, with their exact item counts, and no valid order was dead-lettered.
-pub async fn assert_exactly_the_valid_orders_are_stored(env: &TestEnv, uids_file: &Path) {
-    let expected = read_uids(uids_file);
-    assert!(
-        !expected.is_empty(),
-        "the emulator reported no valid orders"
-    );
-    let mut conn = env.db().await;
-    let stored = stored_orders(&mut conn).await;
-    let stored_map: HashMap<String, i64> = stored
-        .iter()
-        .map(|r| (r.order_uid.clone(), r.items))
-        .collect();
-    assert_eq!(
-        stored.len(),
-        stored_map.len(),
-        "an order_uid is stored twice"
-    );
-    let missing: Vec<&String> = expected
-        .keys()
-        .filter(|u| !stored_map.contains_key(*u))
-        .collect();
-    let unexpected: Vec<&String> = stored_map
-        .keys()
-        .filter(|u| !expected.contains_key(*u))
-        .collect();
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "{} valid orders missing (e.g. {:?}), {} unexpected stored (e.g. {:?})",
-        missing.len(),
-        missing.iter().take(5).collect::<Vec<_>>(),
-        unexpected.len(),
-        unexpected.iter().take(5).collect::<Vec<_>>()
-    );
-    for (uid, items) in &expected {
-        assert_eq!(stored_map[uid], *items, "item count of {uid}");
-    }
-    let wrongly_rejected: Vec<LetterRow> = dead_letters(&mut conn)
-        .await
-        .into_iter()
-        .filter(|l| l.reason != "conflict")
-        .filter(|l| {
-            l.order_uid
-                .as_ref()
-                .is_some_and(|u| expected.contains_key(u))
-        })
-        .collect();
-    assert!(
-        wrongly_rejected.is_empty(),
-        "valid orders dead-lettered: {wrongly_rejected:?}"
-    );
-}
-
-/// The stored order ids, most recently stored first.
-pub async fn uids_newest_first(env: &TestEnv) -> Vec<String> {
-    #[derive(QueryableByName)]
-    struct Uid {
-        #[diesel(sql_type = Text)]
-        order_uid: String,
-    }
-    let rows: Vec<Uid> = sql_query("SELECT order_uid FROM orders ORDER BY id DESC")
-        .load(&mut env.db().await)
-        .await
-        .expect("stored order ids");
-    rows.into_iter().map(|r| r.order_uid).collect()
 }
