@@ -13,16 +13,20 @@
 //!
 //! # Layout
 //! - [`config`]: typed configuration from env/.env; errors name the variable.
-//! - [`startup`]: the build order (migrations → pool → cache + warm-up → actors → HTTP) and
-//!   the ordered, bounded shutdown.
+//! - [`startup`]: the build order: HTTP first (so `/health` answers), then wait for the
+//!   database → migrations under an advisory lock → cache warm-up → topics → reader + writers.
+//! - [`shutdown`]: the ordered, bounded stop.
 //! - [`domain`]: the order model and `parse_and_validate` (pure, heavily unit-tested).
-//! - [`ingest`]: what becomes of each message of a batch: stored, duplicate, dead letter.
-//! - [`db`]: migrations, schema, row models, queries, transient-vs-permanent errors.
-//! - [`kafka`]: consumer configuration and context, the `OffsetTracker`, the DLQ publisher.
+//! - [`ingest`]: what becomes of each message of a batch (stored, duplicate, dead letter), and
+//!   [`ingest::durable`], the retry / split / dead-letter / block policy over a `BatchStore`.
+//! - [`db`]: migrations, schema, row models, queries; errors sorted by whether the database
+//!   answered.
+//! - [`kafka`]: consumer configuration and context, the `OffsetTracker`, the flow control
+//!   (pause decisions), the topic probe, the DLQ publisher.
 //! - [`actors`]: KafkaReader, OrderWriter, CacheActor, DbReader (its `mod.rs` is the map).
 //! - [`http`]: routes and handlers; every error a JSON body.
 //! - [`health`]: component states shared by actors and `/health`.
-//! - [`metrics`]: every Prometheus metric, documented where it is defined.
+//! - [`metrics`]: every Prometheus metric, declared once with its help text.
 
 pub mod actors;
 pub mod config;

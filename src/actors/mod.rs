@@ -2,11 +2,15 @@
 //!
 //! - [`KafkaReader`](kafka_reader::KafkaReader) (main System): polls the orders topic;
 //!   sends `Write` to an OrderWriter chosen by the message key; receives `Written` (store the
-//!   offsets now committable) and `DatabaseState` (pause/resume its partitions); answers
-//!   `Shutdown` (drain, final commit) and `GetReaderStats`.
+//!   offsets now committable) and `WriterState` (a writer stalled or recovered: pause/resume
+//!   its partitions); answers `Shutdown` (drain, final commit) and `GetReaderStats`.
 //! - [`OrderWriter`](order_writer::OrderWriter) (one arbiter each): receives `Write`,
-//!   validates, writes batches in one transaction each, publishes dead letters to the DLQ
-//!   topic, sends `Put` to the CacheActor and `Written` back to the reader.
+//!   validates, makes batches durable (one transaction each; the failure rules are in
+//!   `ingest::durable`), publishes dead letters to the DLQ topic, sends `Put` to the
+//!   CacheActor and `Written`/`WriterState` back to the reader.
+//!
+//! Reader and writers know each other only as `Recipient`s of the messages in
+//! [`messages`], so neither imports the other and a test actor can stand in for either.
 //! - [`CacheActor`](cache_actor::CacheActor) (main System): owns the cache; answers `Get`
 //!   from HTTP workers (a batch of lookups, one message in flight per worker, see
 //!   `http::cache_client`; reading through to PostgreSQL on a miss), takes `Put` from
