@@ -31,12 +31,6 @@ pub enum DbError {
     Rejected(String),
 }
 
-impl DbError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, DbError::Unavailable(_))
-    }
-}
-
 /// Sorted by whether the database answered, not by the error's text (which a server with
 /// another `lc_messages` translates): an error with a SQLSTATE came from the server; diesel
 /// reports a lost or unusable connection as `UnableToSendCommand`/`ClosedConnection`.
@@ -105,12 +99,12 @@ mod tests {
             DatabaseErrorKind::UnableToSendCommand,
             Box::new("connection closed".to_string()),
         );
-        assert!(DbError::from(lost).is_transient());
+        assert!(matches!(DbError::from(lost), DbError::Unavailable(_)));
         let closed = DieselError::DatabaseError(
             DatabaseErrorKind::ClosedConnection,
             Box::new("closed".to_string()),
         );
-        assert!(DbError::from(closed).is_transient());
+        assert!(matches!(DbError::from(closed), DbError::Unavailable(_)));
     }
 }
 

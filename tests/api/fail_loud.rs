@@ -15,7 +15,7 @@ async fn health_until(
 ) -> (bool, u16, serde_json::Value) {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let (status, body) = get_json(&service.url("/health")).await;
+        let (status, body) = get_json(service, "/health").await;
         if check(status, &body) {
             return (true, status, body);
         }
@@ -140,7 +140,7 @@ async fn one_row_the_database_refuses_is_dead_lettered_and_the_rest_stored() {
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].reason, "storage");
     assert_eq!(letters[0].order_uid.as_deref(), Some("poison-150"));
-    let (status, body) = get_json(&service.url("/health")).await;
+    let (status, body) = get_json(&service, "/health").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["database"], "up", "{body}");
 }
@@ -330,7 +330,7 @@ async fn a_missing_orders_topic_is_reported_until_it_is_created_and_then_consume
     )
     .await;
     let service = Service::start(&env, &[]);
-    let (status, body) = get_json(&service.url("/health")).await;
+    let (status, body) = get_json(&service, "/health").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["topic"], "missing", "{body}");
     assert!(service.log_text().contains("KAFKA_TOPIC"));

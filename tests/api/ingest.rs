@@ -7,12 +7,6 @@ use crate::helpers::*;
 use orders_service::db::queries;
 use serde_json::{Value, json};
 
-async fn get_json(service: &Service, path: &str) -> (u16, Value) {
-    let res = http().get(service.url(path)).send().await.expect("request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 async fn wait_for_order(service: &Service, uid: &str) -> Value {
     let path = format!("/order/{uid}");
     let found = eventually(Duration::from_secs(30), || async {

@@ -10,12 +10,6 @@ async fn get(service: &Service, path: &str) -> reqwest::Response {
     http().get(service.url(path)).send().await.expect("request")
 }
 
-async fn get_json(service: &Service, path: &str) -> (u16, Value) {
-    let res = get(service, path).await;
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 /// Produces the orders and waits for them by events only (rows, then committed offsets),
 /// never by GETs: a GET that polled would read the order through and hide a broken
 /// write-through. Offsets are committed after the writer has sent the order to the cache.

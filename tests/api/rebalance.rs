@@ -30,7 +30,7 @@ async fn instances_joining_and_leaving_the_group_lose_and_duplicate_nothing() {
     // Once the first instance has given partitions away, it exports series only for the
     // partitions it still owns (revoked ones are removed, not left at their last value).
     let owned_by_first = || async {
-        let (_, stats) = get_json(&first.url("/stats")).await;
+        let (_, stats) = get_json(&first, "/stats").await;
         stats["consumer"]["partitions"]
             .as_array()
             .map(|a| {

@@ -7,9 +7,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// GETs `url` and returns status and JSON body.
-pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
-    let response = http().get(url).send().await.expect("request");
+/// GETs `path` of the service and returns status and JSON body (`null` if not JSON).
+pub async fn get_json(service: &Service, path: &str) -> (u16, serde_json::Value) {
+    let response = http().get(service.url(path)).send().await.expect("request");
     let status = response.status().as_u16();
     (
         status,
