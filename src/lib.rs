@@ -36,6 +36,7 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
+pub mod logging;
 pub mod metrics;
 pub mod shutdown;
 pub mod startup;

@@ -20,7 +20,13 @@ fn main() -> ExitCode {
         }
     };
     match std::env::args().nth(1).as_deref() {
-        Some("migrate") => match db::run_migrations(&config.database_url) {
+        Some("migrate") => match db::run_migrations(
+            config
+                .migration_database
+                .as_ref()
+                .unwrap_or(&config.database),
+            config.database.user(),
+        ) {
             Ok(applied) => {
                 println!(
                     "applied {} migration(s): {}",
@@ -63,9 +69,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // the database, migrating or warming up is a clean exit 0 rather than the default kill.
     let shutdown = shutdown_signal()?;
     let app = Application::build(config)?;
-    // The first line on stdout: scripts and tests read the bound address from it; the
-    // second, "orders-service ready", follows when ingestion runs.
+    // The first lines on stdout: scripts and tests read the bound addresses from them; then
+    // "orders-service ready" follows when ingestion runs.
     println!("orders-service listening on http://{}", app.addr());
+    println!("orders-service admin on http://{}", app.admin_addr());
     app.run_until_stopped(shutdown).await
 }
 

@@ -122,6 +122,8 @@ metrics! {
     cache_hits: IntCounter = ("orders_cache_hits_total", "Order lookups answered from the cache.", ()),
     cache_misses: IntCounter = ("orders_cache_misses_total", "Order lookups that went to the database.", ()),
     cache_evictions: IntCounter = ("orders_cache_evictions_total", "Entries evicted to stay under CACHE_MAX_BYTES.", ()),
+    cache_db_reads: IntCounter = ("orders_cache_db_reads_total", "Database reads for cache misses; concurrent misses for one order share one read.", ()),
+    cache_absent_hits: IntCounter = ("orders_cache_absent_hits_total", "Lookups of an id that was just found absent, answered 404 without a database read.", ()),
     cache_lookup_batches: IntCounter = ("orders_cache_lookup_batches_total", "Messages carrying order lookups from the HTTP workers to the CacheActor.", ()),
     cache_entries: IntGauge = ("orders_cache_entries", "Orders currently cached.", ()),
     cache_bytes: IntGauge = ("orders_cache_bytes", "Bytes the cache accounts for (keys plus JSON).", ()),
@@ -129,6 +131,8 @@ metrics! {
     warmup_seconds: Gauge = ("orders_warmup_seconds", "Duration of the start-up warm-up, in seconds.", ()),
     db_up: IntGauge = ("orders_db_up", "1 when the last database probe succeeded.", ()),
     kafka_up: IntGauge = ("orders_kafka_up", "1 when librdkafka reports a broker up.", ()),
+    admin_unauthorized: IntCounter = ("orders_admin_unauthorized_total", "Admin requests refused for a missing or wrong ADMIN_TOKEN.", ()),
+    log_lines_suppressed: IntCounter = ("orders_log_lines_suppressed_total", "Per-message log lines left out by the log rate limit (every rejection is still counted and stored).", ()),
 }
 
 impl Declare for Gauge {

@@ -1,6 +1,7 @@
 //! The ordered stop, every wait bounded: stop fetching → let in-flight writes finish (up to
-//! `SHUTDOWN_TIMEOUT_MS`) → commit synchronously → leave the group → stop the HTTP server
-//! gracefully. A second SIGTERM/SIGINT during any of it exits at once (see `main`).
+//! `SHUTDOWN_TIMEOUT_MS`) → commit synchronously → leave the group → stop the public and
+//! admin HTTP servers gracefully. A second SIGTERM/SIGINT during any of it exits at once
+//! (see `main`).
 //!
 //! Limit: messages still being written when the deadline passes are not committed; the next
 //! owner of their partitions reads them again (they are recognised as duplicates).
@@ -25,7 +26,7 @@ pub struct Ingest {
 
 pub async fn ordered_stop(
     ingest: Ingest,
-    http: ServerHandle,
+    http: &[ServerHandle],
     timeout: Duration,
 ) -> anyhow::Result<()> {
     log::info!("shutting down: draining in-flight writes (up to {timeout:?})");
@@ -40,7 +41,9 @@ pub async fn ordered_stop(
         report.abandoned
     );
     leave_group(&ingest.consumer).await;
-    http.stop(true).await;
+    for server in http {
+        server.stop(true).await;
+    }
     drop(ingest.writer_arbiters);
     log::info!("shutdown complete");
     Ok(())

@@ -1,6 +1,6 @@
 //! The build order, as a story:
 //!
-//! 1. [`Application::build`] binds the HTTP listener and serves at once, so `/health` answers
+//! 1. [`Application::build`] binds the public and admin listeners and serves at once, so `/health` answers
 //!    (503, with the phase) during everything that follows; nothing here touches the
 //!    database or Kafka.
 //! 2. [`Application::run_until_stopped`] then starts ingestion: waits for the database
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 
 use crate::actors::cache_actor::CacheActor;
@@ -37,7 +37,9 @@ const STARTUP_MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct Application {
     addr: SocketAddr,
-    server: Server,
+    admin_addr: SocketAddr,
+    /// The public server, then the admin server.
+    servers: Vec<Server>,
     config: Config,
     pool: PgPool,
     health: Arc<Health>,
@@ -53,31 +55,40 @@ impl Application {
         if config.kafka.dlq_topic.is_none() {
             health.set_dlq(DlqState::Off);
         }
-        let pool = db::read_pool(&async_url(&config), config.db_pool_size);
+        let pool = db::read_pool(&config.database, config.db_pool_size);
         let cache = CacheActor::new(config.cache_max_bytes, pool.clone()).start();
         let db_reader = DbReader::new(pool.clone(), health.clone()).start();
         let reader_slot = Arc::new(OnceLock::new());
 
-        let listener = TcpListener::bind(&config.http_addr)
-            .with_context(|| format!("Failed to bind HTTP_ADDR={}", config.http_addr))?;
-        let addr = listener.local_addr()?;
+        let bind = |name: &str, addr: &str| {
+            TcpListener::bind(addr).with_context(|| format!("Failed to bind {name}={addr}"))
+        };
+        let public = bind("HTTP_ADDR", &config.http_addr)?;
+        let admin = bind("ADMIN_ADDR", &config.admin_addr)?;
+        let addr = public.local_addr()?;
+        let admin_addr = admin.local_addr()?;
         let workers = match config.http_workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let server = http::server(
-            listener,
-            AppState {
-                cache: cache.clone(),
-                db: db_reader,
-                reader: reader_slot.clone(),
-                health: health.clone(),
-            },
-            workers,
-        )?;
+        let state = actix_web::web::Data::new(AppState {
+            cache: cache.clone(),
+            db: db_reader,
+            reader: reader_slot.clone(),
+            health: health.clone(),
+        });
+        let metrics = http::http_metrics()?;
+        let server = http::public_server(public, state.clone(), metrics.clone(), workers)?;
+        let admin = http::admin_server(admin, state, metrics, config.admin_token.clone())?;
+        if config.admin_token.is_none() && !admin_addr.ip().is_loopback() {
+            log::warn!(
+                "ADMIN_ADDR={admin_addr} is reachable from other hosts and ADMIN_TOKEN is not set: anyone who reaches it reads dead letters (personal data); set ADMIN_TOKEN"
+            );
+        }
         Ok(Self {
             addr,
-            server,
+            admin_addr,
+            servers: vec![server, admin],
             config,
             pool,
             health,
@@ -86,14 +97,21 @@ impl Application {
         })
     }
 
+    /// The public listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     /// Starts ingestion, serves until `shutdown` completes, then stops in order.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let mut server = actix_web::rt::spawn(self.server);
+        let handles: Vec<ServerHandle> = self.servers.iter().map(Server::handle).collect();
+        let mut server =
+            futures::future::select_all(self.servers.into_iter().map(actix_web::rt::spawn));
         tokio::pin!(shutdown);
         let started = start_ingest(
             &self.config,
@@ -106,35 +124,27 @@ impl Application {
             ingest = started => ingest?,
             () = &mut shutdown => {
                 log::info!("stopped during start-up ({})", self.health.report().phase);
-                handle.stop(true).await;
+                for handle in &handles {
+                    handle.stop(true).await;
+                }
                 return Ok(());
             }
-            result = &mut server => {
-                result.context("the HTTP server task failed")??;
-                anyhow::bail!("the HTTP server stopped on its own");
+            (result, _, _) = &mut server => {
+                result.context("an HTTP server task failed")??;
+                anyhow::bail!("an HTTP server stopped on its own");
             }
         };
         // The second line on stdout: scripts and tests wait for it.
         println!("orders-service ready");
         tokio::select! {
             () = shutdown => {}
-            result = server => {
-                result.context("the HTTP server task failed")??;
-                anyhow::bail!("the HTTP server stopped on its own");
+            (result, _, _) = server => {
+                result.context("an HTTP server task failed")??;
+                anyhow::bail!("an HTTP server stopped on its own");
             }
         }
-        ordered_stop(ingest, handle, self.config.shutdown_timeout).await
+        ordered_stop(ingest, &handles, self.config.shutdown_timeout).await
     }
-}
-
-/// `DATABASE_URL` with a connect timeout, for the async connections (pool, writers). The
-/// migrations' blocking connection runs on a runtime without timers, which tokio-postgres'
-/// timeout needs, so it keeps the URL as given.
-fn async_url(config: &Config) -> String {
-    db::with_connect_timeout(
-        &config.database_url,
-        config.ingest.connect_timeout.as_secs().max(1),
-    )
 }
 
 /// Database → migrations → warm-up → Kafka: everything ingestion needs, in order.
@@ -146,21 +156,15 @@ async fn start_ingest(
     reader_slot: &OnceLock<Addr<KafkaReader>>,
 ) -> anyhow::Result<Ingest> {
     health.set_phase("waiting for the database");
-    wait_for_database(pool, &config.database_url).await;
+    wait_for_database(&config.database).await;
     health.set_db_up(true);
 
     if config.run_migrations {
         health.set_phase("migrating");
-        let url = config.database_url.clone();
-        let applied = tokio::task::spawn_blocking(move || db::run_migrations(&url))
-            .await
-            .context("the migration thread failed")??;
-        if !applied.is_empty() {
-            log::info!("applied migrations: {}", applied.join(", "));
-        }
+        migrate(config, pool).await?;
     } else {
         health.set_phase("waiting for migrations");
-        wait_for_migrations(&config.database_url).await;
+        wait_for_migrations(pool).await;
     }
 
     health.set_phase("warming the cache");
@@ -200,6 +204,7 @@ async fn start_ingest(
         Some(topic) => Some(
             DlqPublisher::new(
                 &config.kafka.brokers,
+                &config.kafka.client,
                 topic,
                 &config.kafka.topic,
                 config.ingest.max_payload_bytes,
@@ -210,7 +215,7 @@ async fn start_ingest(
         None => None,
     };
     let settings = WriterSettings {
-        database_url: async_url(config),
+        database: config.database.clone(),
         topic: config.kafka.topic.clone(),
         max_payload_bytes: config.ingest.max_payload_bytes,
         batch_max: config.ingest.batch_max,
@@ -249,14 +254,16 @@ async fn start_ingest(
     })
 }
 
-/// Waits until the database answers, logging what it waits for, with capped backoff.
-async fn wait_for_database(pool: &PgPool, url: &str) {
+/// Waits until the database answers, logging what it waits for and why it failed (refused,
+/// authentication, certificate), with capped backoff. Connects directly, not through the
+/// pool, whose errors only say "timed out".
+async fn wait_for_database(target: &db::DbTarget) {
     let mut backoff = Backoff::new(STARTUP_MAX_BACKOFF);
     let mut attempts = 0u32;
     loop {
-        let answer = match pool.get().await {
+        let answer = match target.connect().await {
             Ok(mut conn) => db::durability(&mut conn).await,
-            Err(e) => Err(db::DbError::from(e)),
+            Err(e) => Err(db::DbError::Unavailable(format!("cannot connect: {e}"))),
         };
         match answer {
             Ok(d) => {
@@ -281,7 +288,7 @@ async fn wait_for_database(pool: &PgPool, url: &str) {
                 let delay = backoff.step();
                 log::warn!(
                     "waiting for the database (DATABASE_URL={}): {e}; next attempt in {delay:?}",
-                    db::redact(url)
+                    target.shown()
                 );
                 tokio::time::sleep(delay).await;
             }
@@ -289,24 +296,51 @@ async fn wait_for_database(pool: &PgPool, url: &str) {
     }
 }
 
+/// Applies pending migrations, as the owner role when `MIGRATION_DATABASE_URL` is set. With
+/// nothing pending it does not connect as the owner at all: an instance that only has the
+/// runtime role starts fine once a `migrate` step has run.
+async fn migrate(config: &Config, pool: &PgPool) -> anyhow::Result<()> {
+    let pending = {
+        let mut conn = pool.get().await.map_err(db::DbError::from)?;
+        db::pending_migrations(&mut conn)
+            .await
+            .context("Failed to read the applied migrations")?
+    };
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let owner = config
+        .migration_database
+        .clone()
+        .unwrap_or_else(|| config.database.clone());
+    let runtime_role = config.database.user().map(str::to_string);
+    let applied =
+        tokio::task::spawn_blocking(move || db::run_migrations(&owner, runtime_role.as_deref()))
+            .await
+            .context("the migration thread failed")??;
+    if !applied.is_empty() {
+        log::info!("applied migrations: {}", applied.join(", "));
+    }
+    Ok(())
+}
+
 /// With `RUN_MIGRATIONS=false`: waits until a separate step has applied every migration.
-async fn wait_for_migrations(url: &str) {
+async fn wait_for_migrations(pool: &PgPool) {
     let mut backoff = Backoff::new(STARTUP_MAX_BACKOFF);
     loop {
-        let u = url.to_string();
-        let pending = tokio::task::spawn_blocking(move || db::pending_migrations(&u)).await;
+        let pending = match pool.get().await {
+            Ok(mut conn) => db::pending_migrations(&mut conn).await,
+            Err(e) => Err(db::DbError::from(e)),
+        };
         let delay = backoff.step();
         match pending {
-            Ok(Ok(p)) if p.is_empty() => return,
-            Ok(Ok(p)) => log::warn!(
+            Ok(p) if p.is_empty() => return,
+            Ok(p) => log::warn!(
                 "RUN_MIGRATIONS=false and {} migration(s) are not applied yet ({}): run `orders-service migrate`; checking again in {delay:?}",
                 p.len(),
                 p.join(", ")
             ),
-            Ok(Err(e)) => {
-                log::warn!("cannot read the applied migrations ({e:#}); retrying in {delay:?}")
-            }
-            Err(e) => log::warn!("the migration check failed ({e}); retrying in {delay:?}"),
+            Err(e) => log::warn!("cannot read the applied migrations ({e}); retrying in {delay:?}"),
         }
         tokio::time::sleep(delay).await;
     }

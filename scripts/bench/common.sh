@@ -24,18 +24,20 @@ bench_fresh() {
   "$here/kafka" create-topic "$KAFKA_PORT" "$topic" 6 >/dev/null 2>&1
 }
 
-# bench_start_service [VAR=value ...]: starts the release service on a free port; sets base.
+# bench_start_service [VAR=value ...]: starts the release service on free ports; sets base
+# (public listener) and admin (admin listener).
 bench_start_service() {
   local out="$bench_dir/service.out"
   : >"$out"
   env DATABASE_URL="$db_url" KAFKA_BROKERS="$KAFKA_BROKERS" KAFKA_TOPIC="$topic" \
-    KAFKA_GROUP_ID="group_$topic" KAFKA_DLQ_TOPIC="" HTTP_ADDR=127.0.0.1:0 RUST_LOG=warn "$@" \
+    KAFKA_GROUP_ID="group_$topic" KAFKA_DLQ_TOPIC="" HTTP_ADDR=127.0.0.1:0 ADMIN_ADDR=127.0.0.1:0 RUST_LOG=warn "$@" \
     "$bin/orders-service" >"$out" 2>"$bench_dir/service.log" &
   service_pid=$!
   base=""
   for _ in $(seq 1 1200); do
     # The address comes first; "ready" once migrations, warm-up and Kafka are done.
     base="$(sed -n 's/^orders-service listening on //p' "$out")"
+    admin="$(sed -n 's/^orders-service admin on //p' "$out")"
     [[ -n "$base" ]] && grep -q '^orders-service ready' "$out" && return 0
     kill -0 "$service_pid" 2>/dev/null || die "service exited: $(tail -5 "$bench_dir/service.log")"
     sleep 0.05

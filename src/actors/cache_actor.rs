@@ -5,10 +5,16 @@
 //! - `Get` (HTTP workers, several lookups per message: see [`crate::http::cache_client`]): a
 //!   hit is answered at once; a miss is loaded from PostgreSQL on this actor's runtime (the
 //!   main System, where the pool lives) *without* blocking other lookups, then cached
-//!   (read-through), and its answer follows on a channel.
+//!   (read-through), and its answer follows on a channel. Misses are cheap to ask for but
+//!   not to answer, so [`Misses`] keeps a flood of them off the database: concurrent misses
+//!   for one id share one read, and an id just found absent is answered 404 for
+//!   [`ABSENT_FOR`] without a read (forgotten as soon as the order is written here).
 //! - `Warm` (start-up): pages of the newest orders, accepted until the byte budget is full.
 //!
 //! `CACHE_MAX_BYTES=0` turns the cache off: every lookup reads the database.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::web::Bytes;
@@ -75,7 +81,8 @@ pub enum Lookup {
     /// Loaded from the database (and now cached).
     Miss(Bytes),
     NotFound,
-    Unavailable(String),
+    /// The database cannot answer (the cause is logged, not returned).
+    Unavailable,
 }
 
 /// Writer → cache: an order just committed.
@@ -115,9 +122,96 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
+/// How long an id found absent is answered 404 without asking the database again. Short: an
+/// order written by another instance is found after at most this long.
+pub const ABSENT_FOR: Duration = Duration::from_secs(2);
+/// Most ids remembered as absent (a bounded list: a scan of random ids cannot grow it).
+const ABSENT_MAX: usize = 100_000;
+
+/// The misses being loaded and the ids recently found absent.
+pub struct Misses {
+    loading: HashMap<String, Loading>,
+    absent: Cache<String, Instant>,
+}
+
+#[derive(Default)]
+struct Loading {
+    waiters: Vec<oneshot::Sender<Lookup>>,
+    /// The order was written while it was being read: "not found" may be stale.
+    written: bool,
+}
+
+/// What to do with a miss.
+#[derive(Debug)]
+pub enum MissPlan {
+    /// Found absent less than [`ABSENT_FOR`] ago: 404 at once.
+    Absent,
+    /// Already being read: the answer comes on this channel.
+    Join(oneshot::Receiver<Lookup>),
+    /// Read it; the answer comes on this channel once [`Misses::finish`] is called.
+    Load(oneshot::Receiver<Lookup>),
+}
+
+impl Default for Misses {
+    fn default() -> Self {
+        Self {
+            loading: HashMap::new(),
+            absent: Cache::new(ABSENT_MAX),
+        }
+    }
+}
+
+impl Misses {
+    pub fn plan(&mut self, uid: &str, now: Instant) -> MissPlan {
+        if let Some(&since) = self.absent.get(uid) {
+            if now.duration_since(since) < ABSENT_FOR {
+                return MissPlan::Absent;
+            }
+            self.absent.remove(uid);
+        }
+        let (tx, rx) = oneshot::channel();
+        match self.loading.get_mut(uid) {
+            Some(loading) => {
+                loading.waiters.push(tx);
+                MissPlan::Join(rx)
+            }
+            None => {
+                let mut loading = Loading::default();
+                loading.waiters.push(tx);
+                self.loading.insert(uid.to_string(), loading);
+                MissPlan::Load(rx)
+            }
+        }
+    }
+
+    /// The order was just written: it is not absent any more.
+    pub fn written(&mut self, uid: &str) {
+        self.absent.remove(uid);
+        if let Some(loading) = self.loading.get_mut(uid) {
+            loading.written = true;
+        }
+    }
+
+    /// A read finished: every caller waiting for it gets `lookup`; "not found" is remembered
+    /// unless the order was written meanwhile.
+    pub fn finish(&mut self, uid: &str, lookup: Lookup, now: Instant) {
+        let Some(loading) = self.loading.remove(uid) else {
+            return;
+        };
+        if matches!(lookup, Lookup::NotFound) && !loading.written {
+            self.absent.insert(uid.to_string(), now);
+        }
+        for waiter in loading.waiters {
+            // The asker may have gone (client disconnected): nothing to tell then.
+            let _ = waiter.send(lookup.clone());
+        }
+    }
+}
+
 pub struct CacheActor {
     cache: Option<OrderCache>,
     pool: PgPool,
+    misses: Misses,
 }
 
 impl CacheActor {
@@ -132,7 +226,11 @@ impl CacheActor {
                 CountEvictions,
             )
         });
-        Self { cache, pool }
+        Self {
+            cache,
+            pool,
+            misses: Misses::default(),
+        }
     }
 
     fn lookup(&mut self, uid: String, ctx: &mut Context<Self>) -> Answer {
@@ -141,7 +239,15 @@ impl CacheActor {
             return Answer::Ready(Lookup::Hit(json.clone()));
         }
         METRICS.cache_misses.inc();
-        let (tx, rx) = oneshot::channel();
+        let rx = match self.misses.plan(&uid, Instant::now()) {
+            MissPlan::Absent => {
+                METRICS.cache_absent_hits.inc();
+                return Answer::Ready(Lookup::NotFound);
+            }
+            MissPlan::Join(rx) => return Answer::Loading(rx),
+            MissPlan::Load(rx) => rx,
+        };
+        METRICS.cache_db_reads.inc();
         let pool = self.pool.clone();
         let key = uid.clone();
         let load = async move {
@@ -154,17 +260,19 @@ impl CacheActor {
         ctx.spawn(load.into_actor(self).map(move |loaded, act, _| {
             let lookup = match loaded {
                 Ok(Some(json)) => {
-                    act.insert(uid, json.clone());
+                    act.insert(uid.clone(), json.clone());
                     Lookup::Miss(json)
                 }
                 Ok(None) => Lookup::NotFound,
                 Err(e) => {
-                    log::warn!("cache: loading order {uid} failed: {e}");
-                    Lookup::Unavailable(e.to_string())
+                    // The cause stays in the log: callers only learn that it is unavailable.
+                    crate::logging::request_failure(log::Level::Warn, || {
+                        format!("cache: loading order {uid} failed: {e}")
+                    });
+                    Lookup::Unavailable
                 }
             };
-            // The asker may have gone (client disconnected): nothing to tell then.
-            let _ = tx.send(lookup);
+            act.misses.finish(&uid, lookup, Instant::now());
         }));
         Answer::Loading(rx)
     }
@@ -204,6 +312,7 @@ impl Handler<Put> for CacheActor {
     type Result = ();
 
     fn handle(&mut self, msg: Put, _: &mut Context<Self>) {
+        self.misses.written(&msg.uid);
         self.insert(msg.uid, msg.json);
     }
 }
@@ -315,4 +424,77 @@ pub async fn warm_up(pool: &PgPool, cache: &Addr<CacheActor>) -> anyhow::Result<
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json() -> Bytes {
+        Bytes::from_static(b"{}")
+    }
+
+    #[test]
+    fn concurrent_misses_for_one_id_share_one_read() {
+        let mut misses = Misses::default();
+        let now = Instant::now();
+        let MissPlan::Load(mut first) = misses.plan("a", now) else {
+            panic!("the first miss reads");
+        };
+        let MissPlan::Join(mut second) = misses.plan("a", now) else {
+            panic!("the second joins");
+        };
+        assert!(
+            matches!(misses.plan("b", now), MissPlan::Load(_)),
+            "another id reads"
+        );
+        misses.finish("a", Lookup::Miss(json()), now);
+        assert!(matches!(first.try_recv(), Ok(Lookup::Miss(_))));
+        assert!(matches!(second.try_recv(), Ok(Lookup::Miss(_))));
+        assert!(
+            matches!(misses.plan("a", now), MissPlan::Load(_)),
+            "a new read after it"
+        );
+    }
+
+    #[test]
+    fn an_absent_id_is_remembered_briefly_and_forgotten_when_written() {
+        let mut misses = Misses::default();
+        let now = Instant::now();
+        assert!(matches!(misses.plan("x", now), MissPlan::Load(_)));
+        misses.finish("x", Lookup::NotFound, now);
+        assert!(matches!(
+            misses.plan("x", now + Duration::from_millis(500)),
+            MissPlan::Absent
+        ));
+        assert!(
+            matches!(misses.plan("x", now + ABSENT_FOR), MissPlan::Load(_)),
+            "asked again once the time is over"
+        );
+        misses.finish("x", Lookup::NotFound, now + ABSENT_FOR);
+        misses.written("x");
+        assert!(matches!(
+            misses.plan("x", now + ABSENT_FOR),
+            MissPlan::Load(_)
+        ));
+    }
+
+    #[test]
+    fn a_not_found_that_raced_a_write_is_not_remembered() {
+        let mut misses = Misses::default();
+        let now = Instant::now();
+        assert!(matches!(misses.plan("y", now), MissPlan::Load(_)));
+        misses.written("y");
+        misses.finish("y", Lookup::NotFound, now);
+        assert!(matches!(misses.plan("y", now), MissPlan::Load(_)));
+    }
+
+    #[test]
+    fn failures_are_not_remembered() {
+        let mut misses = Misses::default();
+        let now = Instant::now();
+        assert!(matches!(misses.plan("z", now), MissPlan::Load(_)));
+        misses.finish("z", Lookup::Unavailable, now);
+        assert!(matches!(misses.plan("z", now), MissPlan::Load(_)));
+    }
 }

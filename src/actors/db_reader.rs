@@ -3,11 +3,12 @@
 //! database connections on their own runtimes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio::sync::oneshot;
 
 use crate::db::models::OrderSummary;
 use crate::db::{DbError, PgPool, queries};
@@ -30,10 +31,69 @@ pub struct RecentDeadLetters {
     pub limit: i64,
 }
 
-/// Number of stored orders.
+/// Number of stored orders, counted at most once per [`count_interval`]: callers in between
+/// get the last count, callers during a count share it.
 #[derive(Message)]
-#[rtype(result = "Result<i64, DbError>")]
+#[rtype(result = "Result<OrderCount, DbError>")]
 pub struct CountOrders;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OrderCount {
+    pub orders: i64,
+    pub counted_at: DateTime<Utc>,
+}
+
+/// Shortest time between two counts of the orders table.
+const MIN_COUNT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a count stays good: at least [`MIN_COUNT_INTERVAL`], and 50 times what it took,
+/// so counting a table of any size takes at most 2 % of one database connection's time,
+/// however often `/stats` is asked.
+pub fn count_interval(took: Duration) -> Duration {
+    MIN_COUNT_INTERVAL.max(took.saturating_mul(50))
+}
+
+type CountWaiter = oneshot::Sender<Result<OrderCount, DbError>>;
+
+/// The last count and the callers waiting for the one in progress.
+#[derive(Default)]
+struct CountCache {
+    last: Option<(OrderCount, Instant)>,
+    good_for: Duration,
+    waiting: Vec<CountWaiter>,
+}
+
+impl CountCache {
+    fn fresh(&self, now: Instant) -> Option<OrderCount> {
+        self.last
+            .filter(|(_, at)| now.duration_since(*at) < self.good_for)
+            .map(|(count, _)| count)
+    }
+
+    /// Queues a caller; true when it is the first, which starts the count.
+    fn wait(&mut self, waiter: CountWaiter) -> bool {
+        self.waiting.push(waiter);
+        self.waiting.len() == 1
+    }
+
+    fn finish(&mut self, result: Result<i64, DbError>, took: Duration, now: Instant) {
+        let result = result.map(|orders| {
+            let count = OrderCount {
+                orders,
+                counted_at: Utc::now(),
+            };
+            self.last = Some((count, now));
+            self.good_for = count_interval(took);
+            count
+        });
+        for waiter in self.waiting.drain(..) {
+            let _ = waiter.send(match &result {
+                Ok(count) => Ok(*count),
+                Err(e) => Err(DbError::Unavailable(e.to_string())),
+            });
+        }
+    }
+}
 
 /// A dead letter as the API shows it; the payload as (lossy) text, its first 4 KiB.
 #[derive(Debug, Clone, Serialize)]
@@ -58,11 +118,16 @@ const PAYLOAD_PREVIEW: i32 = 4096;
 pub struct DbReader {
     pool: PgPool,
     health: Arc<Health>,
+    count: CountCache,
 }
 
 impl DbReader {
     pub fn new(pool: PgPool, health: Arc<Health>) -> Self {
-        Self { pool, health }
+        Self {
+            pool,
+            health,
+            count: CountCache::default(),
+        }
     }
 }
 
@@ -135,13 +200,83 @@ impl Handler<RecentDeadLetters> for DbReader {
 }
 
 impl Handler<CountOrders> for DbReader {
-    type Result = ResponseFuture<Result<i64, DbError>>;
+    type Result = ResponseFuture<Result<OrderCount, DbError>>;
 
-    fn handle(&mut self, _: CountOrders, _: &mut Context<Self>) -> Self::Result {
-        let pool = self.pool.clone();
+    fn handle(&mut self, _: CountOrders, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(count) = self.count.fresh(Instant::now()) {
+            return Box::pin(std::future::ready(Ok(count)));
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.count.wait(tx) {
+            let pool = self.pool.clone();
+            let count = async move {
+                let started = Instant::now();
+                let counted = async {
+                    let mut conn = pool.get().await?;
+                    Ok(queries::count_orders(&mut conn).await?)
+                };
+                (counted.await, started.elapsed())
+            };
+            ctx.spawn(count.into_actor(self).map(|(result, took), act, _| {
+                act.count.finish(result, took, Instant::now());
+            }));
+        }
         Box::pin(async move {
-            let mut conn = pool.get().await?;
-            Ok(queries::count_orders(&mut conn).await?)
+            rx.await
+                .unwrap_or_else(|_| Err(DbError::Unavailable("the count was cancelled".into())))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_count_is_repeated_less_often() {
+        assert_eq!(count_interval(Duration::from_millis(2)), MIN_COUNT_INTERVAL);
+        assert_eq!(
+            count_interval(Duration::from_secs(1)),
+            Duration::from_secs(50)
+        );
+    }
+
+    #[test]
+    fn callers_during_a_count_share_it_and_later_ones_reuse_it() {
+        let mut cache = CountCache::default();
+        let start = Instant::now();
+        assert_eq!(cache.fresh(start), None);
+        let (first, first_rx) = oneshot::channel();
+        let (second, second_rx) = oneshot::channel();
+        assert!(cache.wait(first), "the first caller starts the count");
+        assert!(!cache.wait(second), "the second waits for it");
+        cache.finish(Ok(7), Duration::from_millis(3), start);
+        let a = first_rx
+            .blocking_recv()
+            .expect("answered")
+            .expect("counted");
+        let b = second_rx
+            .blocking_recv()
+            .expect("answered")
+            .expect("counted");
+        assert_eq!((a.orders, b), (7, a));
+        assert_eq!(cache.fresh(start + Duration::from_secs(4)), Some(a));
+        assert_eq!(cache.fresh(start + MIN_COUNT_INTERVAL), None, "stale");
+    }
+
+    #[test]
+    fn a_failed_count_is_reported_to_every_waiter_and_not_kept() {
+        let mut cache = CountCache::default();
+        let (tx, rx) = oneshot::channel();
+        cache.wait(tx);
+        cache.finish(
+            Err(DbError::Unavailable("down".into())),
+            Duration::ZERO,
+            Instant::now(),
+        );
+        assert!(rx.blocking_recv().expect("answered").is_err());
+        assert_eq!(cache.fresh(Instant::now()), None);
+        let (tx, _rx) = oneshot::channel();
+        assert!(cache.wait(tx), "the next caller counts again");
     }
 }

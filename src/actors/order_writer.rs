@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 
 use super::cache_actor::{Put, cached_json};
 use super::messages::{RawMessage, Write, WriterState, Written};
-use crate::db::{DbError, queries};
+use crate::db::{DbError, DbTarget, queries};
 use crate::domain::parse_and_validate;
 use crate::health::Health;
 use crate::ingest::durable::{BatchStore, Condition, StoreError, WritePolicy, write_durably};
@@ -30,7 +30,7 @@ use crate::metrics::METRICS;
 /// Settings every writer shares.
 #[derive(Clone)]
 pub struct WriterSettings {
-    pub database_url: String,
+    pub database: DbTarget,
     pub topic: String,
     pub max_payload_bytes: usize,
     pub batch_max: usize,
@@ -65,7 +65,7 @@ pub struct OrderWriter {
 impl OrderWriter {
     pub fn new(id: usize, settings: WriterSettings, peers: WriterPeers) -> Self {
         let store = PgStore {
-            url: settings.database_url.clone(),
+            target: settings.database.clone(),
             topic: settings.topic.clone(),
             write_timeout: settings.write_timeout,
             connect_timeout: settings.connect_timeout,
@@ -202,11 +202,16 @@ impl Handler<Write> for OrderWriter {
                 .validation_failures
                 .with_label_values(&[rejection.reason.as_str()])
                 .inc();
-            log::info!(
-                target: "orders_service::ingest",
-                "rejected message partition={} offset={} reason={} detail={}",
-                position.partition, position.offset, rejection.reason, rejection.detail
-            );
+            // Rate-limited and cut: the detail can quote the message, which is personal data.
+            crate::logging::rejection(|| {
+                format!(
+                    "rejected message partition={} offset={} reason={} detail={}",
+                    position.partition,
+                    position.offset,
+                    rejection.reason,
+                    crate::logging::cut(&rejection.detail, crate::logging::MAX_LOGGED_CHARS)
+                )
+            });
         }
         self.queue.push((
             msg.epoch,
@@ -223,7 +228,7 @@ impl Handler<Write> for OrderWriter {
 
 /// PostgreSQL as a [`BatchStore`]: one connection, opened on demand, with timeouts.
 struct PgStore {
-    url: String,
+    target: DbTarget,
     topic: String,
     write_timeout: Duration,
     connect_timeout: Duration,
@@ -235,7 +240,7 @@ impl BatchStore for PgStore {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
-                let connect = AsyncPgConnection::establish(&self.url);
+                let connect = self.target.connect();
                 match tokio::time::timeout(self.connect_timeout, connect).await {
                     Ok(Ok(conn)) => conn,
                     Ok(Err(e)) => {

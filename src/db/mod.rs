@@ -1,5 +1,6 @@
 //! PostgreSQL: the pool, migrations, error classification and the queries.
 
+mod connect;
 pub mod models;
 pub mod queries;
 pub mod schema;
@@ -7,10 +8,12 @@ pub mod schema;
 use anyhow::Context;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::bb8::Pool;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use thiserror::Error;
+
+pub use connect::DbTarget;
 
 pub type PgPool = Pool<AsyncPgConnection>;
 
@@ -73,22 +76,6 @@ mod tests {
     }
 
     #[test]
-    fn a_connect_timeout_is_added_once() {
-        assert_eq!(
-            with_connect_timeout("postgres://db/o", 10),
-            "postgres://db/o?connect_timeout=10"
-        );
-        assert_eq!(
-            with_connect_timeout("postgres://db/o?sslmode=require", 5),
-            "postgres://db/o?sslmode=require&connect_timeout=5"
-        );
-        assert_eq!(
-            with_connect_timeout("postgres://db/o?connect_timeout=3", 5),
-            "postgres://db/o?connect_timeout=3"
-        );
-    }
-
-    #[test]
     fn errors_are_sorted_by_whether_the_database_answered() {
         let answered = DieselError::DatabaseError(
             DatabaseErrorKind::Unknown,
@@ -114,20 +101,6 @@ impl From<diesel_async::pooled_connection::bb8::RunError> for DbError {
     }
 }
 
-/// Key of the advisory lock held while migrations run, so instances starting together
-/// migrate one after the other (the second finds nothing left to do).
-const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
-
-/// Adds `connect_timeout` (seconds) to a database URL that has none, so no connection
-/// attempt of the pool or the writers can hang on a host that swallows packets.
-pub fn with_connect_timeout(url: &str, seconds: u64) -> String {
-    if url.contains("connect_timeout=") {
-        return url.to_string();
-    }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}connect_timeout={seconds}")
-}
-
 /// A database URL with its password replaced by `***`, for logs and error messages.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -142,38 +115,127 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Applies pending migrations on a blocking connection, under an advisory lock; returns the
-/// versions it applied. Blocking: call it from a blocking thread.
-pub fn run_migrations(database_url: &str) -> anyhow::Result<Vec<String>> {
-    use diesel::{Connection, RunQueryDsl};
+/// Key of the advisory lock held while migrations run, so instances starting together
+/// migrate one after the other (the second finds nothing left to do).
+const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
+
+/// What the runtime role may do, table by table: read and insert, nothing else. With no
+/// `UPDATE`, `DELETE` or `TRUNCATE`, "an order is never overwritten" is the database's rule,
+/// not only the code's. Granted by every migration run (idempotent), to the role of
+/// `DATABASE_URL` when migrations run as another role (`MIGRATION_DATABASE_URL`).
+const RUNTIME_GRANTS: &[(&str, &str)] = &[
+    ("orders", "SELECT, INSERT"),
+    ("deliveries", "SELECT, INSERT"),
+    ("payments", "SELECT, INSERT"),
+    ("items", "SELECT, INSERT"),
+    ("dead_letters", "SELECT, INSERT"),
+    ("__diesel_schema_migrations", "SELECT"),
+];
+
+/// A role name as an SQL identifier (double quotes doubled).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The statements that give `role` the runtime rights (see [`RUNTIME_GRANTS`]).
+fn runtime_grants(role: &str) -> String {
+    let role = quote_ident(role);
+    let mut sql = format!("GRANT USAGE ON SCHEMA public TO {role};\n");
+    for (table, rights) in RUNTIME_GRANTS {
+        sql.push_str(&format!("GRANT {rights} ON TABLE {table} TO {role};\n"));
+    }
+    // `bigserial` ids: INSERT needs to draw from their sequences.
+    sql.push_str(&format!(
+        "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};\n"
+    ));
+    sql
+}
+
+/// Applies pending migrations as the role of `owner`, under an advisory lock, then grants
+/// `runtime_role` (when it is another role) what the service needs; returns the versions
+/// applied. Blocking: call it from a blocking thread or `main`.
+pub fn run_migrations(owner: &DbTarget, runtime_role: Option<&str>) -> anyhow::Result<Vec<String>> {
+    use diesel::RunQueryDsl;
+    use diesel::connection::SimpleConnection;
     use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 
-    let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(database_url)
-        .context("Failed to connect to PostgreSQL (DATABASE_URL) to run migrations")?;
+    // The wrapper drives an async connection with `block_on`; a runtime with its own thread
+    // keeps the connection's driver task (and tokio-postgres' connect timeout) running.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("migrations")
+        .enable_all()
+        .build()
+        .context("Failed to start the migration runtime")?;
+    let conn = runtime.block_on(owner.connect()).with_context(|| {
+        format!(
+            "Failed to connect to PostgreSQL to run migrations ({})",
+            owner.shown()
+        )
+    })?;
+    let _inside = runtime.enter();
+    let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = conn.into();
     // Session-level: held across the migrations' own transactions, released on disconnect.
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
         .execute(&mut conn)
         .context("Failed to take the migration lock")?;
+    let role = owner.user().unwrap_or("?").to_string();
     let applied: anyhow::Result<Vec<String>> = conn
         .run_pending_migrations(MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect())
-        .map_err(|e| anyhow::anyhow!("Failed to run migrations: {e}"));
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "Failed to run migrations as role {role}: {e} (migrations need the role that owns the schema: set MIGRATION_DATABASE_URL, or run `orders-service migrate` with it)"
+            )
+        });
+    let granted = match runtime_role {
+        Some(runtime) if applied.is_ok() && runtime != role => conn
+            .batch_execute(&runtime_grants(runtime))
+            .with_context(|| format!("Failed to grant the runtime role {runtime} its rights")),
+        _ => Ok(()),
+    };
     let _ = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
         .execute(&mut conn);
+    granted?;
     applied
 }
 
-/// The migrations not applied yet (for `RUN_MIGRATIONS=false`). Blocking.
-pub fn pending_migrations(database_url: &str) -> anyhow::Result<Vec<String>> {
-    use diesel::Connection;
-    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+/// The embedded migrations the database has not recorded as applied. Reads the table only
+/// (diesel's own check creates it, which the runtime role may not do).
+pub async fn pending_migrations(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    use diesel::migration::MigrationSource;
+    use diesel::pg::Pg;
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
 
-    let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(database_url)
-        .context("Failed to connect to PostgreSQL (DATABASE_URL)")?;
-    let pending = conn
-        .pending_migrations(MIGRATIONS)
-        .map_err(|e| anyhow::anyhow!("Failed to read the applied migrations: {e}"))?;
-    Ok(pending.iter().map(|m| m.name().to_string()).collect())
+    #[derive(diesel::QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = Text)]
+        version: String,
+    }
+    let exists: Vec<Applied> = diesel::sql_query(
+        "SELECT 'x' AS version FROM pg_catalog.pg_tables \
+         WHERE schemaname = current_schema() AND tablename = '__diesel_schema_migrations'",
+    )
+    .load(conn)
+    .await?;
+    let applied: Vec<String> = if exists.is_empty() {
+        Vec::new()
+    } else {
+        diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+            .load::<Applied>(conn)
+            .await?
+            .into_iter()
+            .map(|a| a.version)
+            .collect()
+    };
+    let embedded = MigrationSource::<Pg>::migrations(&MIGRATIONS)
+        .map_err(|e| DbError::Rejected(format!("the embedded migrations are unreadable: {e}")))?;
+    Ok(embedded
+        .iter()
+        .filter(|m| !applied.contains(&m.name().version().to_string()))
+        .map(|m| m.name().to_string())
+        .collect())
 }
 
 /// The server's durability settings, as this connection sees them.
@@ -210,11 +272,39 @@ pub async fn durability(conn: &mut AsyncPgConnection) -> Result<Durability, DbEr
 /// Builds the read pool without connecting: connections are created lazily, on the runtime
 /// that asks first (build and use it from the main actix System only), so a database that
 /// is down at start-up is waited for, not fatal.
-pub fn read_pool(database_url: &str, size: u32) -> PgPool {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+pub fn read_pool(target: &DbTarget, size: u32) -> PgPool {
+    use diesel_async::pooled_connection::ManagerConfig;
+    use futures::FutureExt;
+
+    let mut config = ManagerConfig::default();
+    let shown = target.shown().to_string();
+    let target = target.clone();
+    config.custom_setup = Box::new(move |_| {
+        let target = target.clone();
+        async move { target.connect().await }.boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(shown, config);
     Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
         .connection_timeout(std::time::Duration::from_secs(2))
+        .error_sink(Box::new(LogConnectErrors))
         .build_unchecked(manager)
+}
+
+/// bb8 reports a failed connection attempt only as "timed out" to the caller that waited;
+/// the cause (refused, authentication, certificate) goes to this sink, which logs it.
+#[derive(Debug, Clone, Copy)]
+struct LogConnectErrors;
+
+impl bb8::ErrorSink<PoolError> for LogConnectErrors {
+    fn sink(&self, error: PoolError) {
+        crate::logging::request_failure(log::Level::Warn, || {
+            format!("database connection failed: {error}")
+        });
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
+        Box::new(*self)
+    }
 }

@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::db::DbError;
 
+/// The texts are shown to clients: they never carry internal error text.
 #[derive(Debug, Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -60,17 +61,29 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Database errors name hosts, roles and driver details: they go to the log, and the client
+/// gets a plain sentence.
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Unavailable(d) => ApiError::Unavailable(format!("database unavailable: {d}")),
-            DbError::Rejected(d) => ApiError::Internal(d),
+            DbError::Unavailable(detail) => {
+                crate::logging::request_failure(log::Level::Warn, || {
+                    format!("request failed: database unavailable: {detail}")
+                });
+                ApiError::Unavailable("the database is unavailable; try again later".into())
+            }
+            DbError::Rejected(detail) => {
+                crate::logging::request_failure(log::Level::Error, || {
+                    format!("request failed: the database refused a read: {detail}")
+                });
+                ApiError::Internal("internal error; the service log has the details".into())
+            }
         }
     }
 }
 
 impl From<actix::MailboxError> for ApiError {
-    fn from(e: actix::MailboxError) -> Self {
-        ApiError::Unavailable(format!("service is shutting down: {e}"))
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::Unavailable("the service is shutting down".into())
     }
 }

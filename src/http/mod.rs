@@ -1,5 +1,6 @@
 //! The HTTP server: routes, security headers, limits, JSON errors everywhere.
 
+mod admin;
 pub mod cache_client;
 mod error;
 mod ops;
@@ -15,15 +16,18 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, Next, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use actix_web_prom::PrometheusMetricsBuilder;
+use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 
 pub use error::ApiError;
+
+use self::admin::AdminAuth;
 
 use self::cache_client::CacheClient;
 
 use crate::actors::cache_actor::CacheActor;
 use crate::actors::db_reader::DbReader;
 use crate::actors::kafka_reader::KafkaReader;
+use crate::config::AdminToken;
 use crate::health::Health;
 use crate::metrics::METRICS;
 
@@ -41,21 +45,23 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
                    frame-ancestors 'none'";
 
-/// Builds the server on an already bound listener (port 0 works: tests use it).
-pub fn server(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Server> {
-    let prometheus = PrometheusMetricsBuilder::new("orders")
+/// The request metrics of both listeners, recorded into the service's registry; `/metrics`
+/// itself is a route of the admin listener only.
+pub fn http_metrics() -> anyhow::Result<PrometheusMetrics> {
+    PrometheusMetricsBuilder::new("orders")
         .registry(METRICS.registry.clone())
-        .endpoint("/metrics")
         // Unknown paths share one label value instead of one series per path.
         .mask_unmatched_patterns("UNKNOWN")
         .build()
-        .map_err(|e| anyhow::anyhow!("Failed to set up HTTP metrics: {e}"))?;
-    let state = web::Data::new(state);
-    let server = HttpServer::new(move || {
+        .map_err(|e| anyhow::anyhow!("Failed to set up HTTP metrics: {e}"))
+}
+
+/// An `App` with what both listeners share: state, JSON errors everywhere, request metrics,
+/// standard methods only, security headers.
+macro_rules! app_with_defaults {
+    ($state:expr, $prometheus:expr) => {
         App::new()
-            .app_data(state.clone())
-            // Built here, so one per worker: see `cache_client`.
-            .app_data(web::Data::new(CacheClient::new(state.cache.clone())))
+            .app_data($state.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::BadRequest(format!("bad query string: {e}")).into()
             }))
@@ -64,7 +70,7 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> anyhow:
                     .error_handler(|e, _| ApiError::BadRequest(format!("bad path: {e}")).into()),
             )
             .wrap(ErrorHandlers::new().default_handler(json_error))
-            .wrap(prometheus.clone())
+            .wrap($prometheus.clone())
             // Outside the metrics middleware: a client inventing methods cannot mint series.
             .wrap(from_fn(standard_methods_only))
             .wrap(
@@ -74,18 +80,72 @@ pub fn server(listener: TcpListener, state: AppState, workers: usize) -> anyhow:
                     .add((header::X_FRAME_OPTIONS, "DENY"))
                     .add((header::REFERRER_POLICY, "no-referrer")),
             )
+    };
+}
+
+/// `GET` and `HEAD` on one handler (actix sends no body for `HEAD`).
+macro_rules! get_or_head {
+    ($path:expr, $handler:expr) => {
+        web::resource($path)
+            .route(web::get().to($handler))
+            .route(web::head().to($handler))
+    };
+}
+
+/// The public listener (`HTTP_ADDR`): the page, single orders, the recent list the page
+/// shows, probes. Nothing of the admin listener answers here.
+pub fn public_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    prometheus: PrometheusMetrics,
+    workers: usize,
+) -> anyhow::Result<Server> {
+    let server = HttpServer::new(move || {
+        app_with_defaults!(state, prometheus)
+            // Built here, so one per worker: see `cache_client`.
+            .app_data(web::Data::new(CacheClient::new(state.cache.clone())))
             // Resources answer 405 (not 404) for a method they do not serve.
             .service(web::resource("/order/{order_uid}").get(orders::get_order))
             .service(web::resource("/orders").get(orders::recent_orders))
-            .service(web::resource("/dead-letters").get(orders::dead_letters))
-            .service(web::resource("/health").get(ops::health))
-            .service(web::resource("/stats").get(ops::stats))
+            .service(get_or_head!(["/health", "/health/ready"], ops::ready))
+            .service(get_or_head!("/health/live", ops::live))
             .service(web::resource("/openapi.json").get(openapi))
             .service(web::resource(["/", "/index.html"]).get(page))
             .service(web::resource("/{asset}").get(asset))
             .default_service(web::to(not_found))
     })
     .workers(workers)
+    .disable_signals()
+    .client_request_timeout(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(2))
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// The admin listener (`ADMIN_ADDR`, loopback by default): metrics, statistics, dead letters,
+/// probes; with `ADMIN_TOKEN` set, every request needs it as a bearer token.
+pub fn admin_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    prometheus: PrometheusMetrics,
+    token: Option<AdminToken>,
+) -> anyhow::Result<Server> {
+    let token = web::Data::new(AdminAuth(token));
+    let server = HttpServer::new(move || {
+        app_with_defaults!(state, prometheus)
+            .app_data(token.clone())
+            // Outermost but the headers: a request without the token costs no metrics series.
+            .wrap(from_fn(admin::require_token))
+            .service(web::resource("/metrics").get(admin::metrics))
+            .service(web::resource("/stats").get(ops::stats))
+            .service(web::resource("/dead-letters").get(orders::dead_letters))
+            .service(get_or_head!(["/health", "/health/ready"], ops::ready))
+            .service(get_or_head!("/health/live", ops::live))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
     .disable_signals()
     .client_request_timeout(Duration::from_secs(5))
     .client_disconnect_timeout(Duration::from_secs(2))

@@ -1,4 +1,4 @@
-//! `/health` and `/stats`.
+//! Probes (`/health/live`, `/health/ready`, `/health`) and `/stats`.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -11,8 +11,18 @@ use crate::actors::kafka_reader::GetReaderStats;
 use crate::domain::RejectReason;
 use crate::metrics::METRICS;
 
-/// `GET /health`: 200 when the database and Kafka answer and the cache is warm, else 503.
-pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /health/live`: 200 while the process serves HTTP, whatever its dependencies do (a
+/// database outage must not make an orchestrator restart a service that is waiting it out).
+pub async fn live(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "live",
+        "uptime_seconds": state.health.uptime_seconds(),
+    }))
+}
+
+/// `GET /health/ready` (and `/health`): 200 when the database and Kafka answer, the topic
+/// exists and the cache is warm (`degraded` included), else 503 with what is missing.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let report = state.health.report();
     if report.serving() {
         HttpResponse::Ok().json(report)
@@ -28,8 +38,9 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         Some(reader) => Some(reader.send(GetReaderStats).await?),
         None => None,
     };
-    // The table count is the truth across restarts; null while the database is down.
-    let stored_total = state.db.send(CountOrders).await?.ok();
+    // The table count is the truth across restarts; counted at most every few seconds
+    // (see `CountOrders`), null while the database is down.
+    let count = state.db.send(CountOrders).await?.ok();
     let rejected: serde_json::Map<String, serde_json::Value> = RejectReason::ALL
         .iter()
         .map(|r| {
@@ -39,7 +50,8 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "uptime_seconds": state.health.uptime_seconds(),
-        "orders_stored": stored_total,
+        "orders_stored": count.map(|c| c.orders),
+        "orders_stored_counted_at": count.map(|c| c.counted_at),
         "since_start": {
             "messages_consumed": METRICS.messages_consumed.get(),
             "orders_stored": METRICS.orders_stored.get(),

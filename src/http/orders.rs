@@ -12,6 +12,9 @@ use crate::actors::db_reader::{RecentDeadLetters, RecentOrders};
 use crate::domain::rules::is_valid_order_uid;
 
 const DEFAULT_LIMIT: i64 = 20;
+/// What a client learns when an order cannot be read: the cause is in the log only.
+const UNAVAILABLE: &str =
+    "the order cannot be read right now (the database is unavailable); try again later";
 const MAX_LIMIT: i64 = 1000;
 
 /// `GET /order/{order_uid}`: the order exactly as produced; `X-Cache: hit|miss`.
@@ -30,7 +33,7 @@ pub async fn get_order(
         Lookup::Hit(json) => (json, "hit"),
         Lookup::Miss(json) => (json, "miss"),
         Lookup::NotFound => return Err(ApiError::NotFound(format!("no order with id {uid}"))),
-        Lookup::Unavailable(detail) => return Err(ApiError::Unavailable(detail)),
+        Lookup::Unavailable => return Err(ApiError::Unavailable(UNAVAILABLE.into())),
     };
     // Static names and values: no parsing or allocation per response on the hottest path.
     Ok(HttpResponse::Ok()

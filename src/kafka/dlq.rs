@@ -16,6 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use crate::config::ClientProperties;
 use crate::domain::Rejection;
 use crate::health::{DlqState, Health};
 use crate::ingest::Incoming;
@@ -41,6 +42,7 @@ pub struct DlqPublisher {
 impl DlqPublisher {
     pub fn new(
         brokers: &str,
+        client: &ClientProperties,
         topic: &str,
         source_topic: &str,
         max_payload_bytes: usize,
@@ -56,6 +58,7 @@ impl DlqPublisher {
                 "message.timeout.ms",
                 MESSAGE_TIMEOUT.as_millis().to_string(),
             );
+        client.apply(&mut config);
         let producer: FutureProducer = config.create()?;
         Ok(Self {
             producer: Arc::new(RwLock::new(producer)),

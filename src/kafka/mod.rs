@@ -272,7 +272,8 @@ pub fn consumer(
         state,
         health,
     };
-    let consumer: OrdersConsumer = ClientConfig::new()
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "true")
@@ -294,8 +295,9 @@ pub fn consumer(
         .set("statistics.interval.ms", "1000")
         .set("queued.max.messages.kbytes", "65536")
         .set("fetch.wait.max.ms", "100")
-        .set("partition.assignment.strategy", "roundrobin")
-        .create_with_context(context)?;
+        .set("partition.assignment.strategy", "roundrobin");
+    config.client.apply(&mut client);
+    let consumer: OrdersConsumer = client.create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;
     Ok(Arc::new(consumer))
 }

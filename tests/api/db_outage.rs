@@ -15,6 +15,14 @@ async fn status(client: &reqwest::Client, url: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The port of a `postgres://…:PORT/db` URL.
+fn env_port(url: &str) -> String {
+    url.rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("url has a port")
+        .to_string()
+}
+
 #[tokio::test]
 async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
     let env = TestEnv::exclusive("dbdown").await;
@@ -61,12 +69,35 @@ async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
         .await,
         "/health did not report the database outage"
     );
+    // The process is alive (an orchestrator must not restart it), just not ready.
+    assert_eq!(status(&client, &service.url("/health/live")).await, 200);
+    assert_eq!(status(&client, &service.url("/health/ready")).await, 503);
+    // An order that is not cached cannot be read: a plain 503 that names no host, port,
+    // role or driver message (those are in the log).
+    let res = client
+        .get(service.url("/order/not_cached_during_outage"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 503);
+    let body = res.text().await.expect("body");
+    let pg_port = env_port(&env.database_url);
+    for secret in [
+        "127.0.0.1",
+        pg_port.as_str(),
+        "orders_app",
+        "postgres",
+        "onnect",
+    ] {
+        assert!(!body.contains(secret), "503 body leaks {secret:?}: {body}");
+    }
+    assert!(body.contains("unavailable"), "{body}");
     // Cached reads keep working while the database is down.
     let res = client.get(&order_url).send().await.expect("request");
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.headers()["x-cache"], "hit");
     let stats = client
-        .get(service.url("/stats"))
+        .get(service.admin_url("/stats"))
         .send()
         .await
         .expect("stats");

@@ -7,6 +7,8 @@
 
 mod helpers;
 
+mod abuse;
+mod boundary;
 mod broker_restart;
 mod crash;
 mod db_outage;
@@ -17,3 +19,4 @@ mod memory;
 mod read_api;
 mod rebalance;
 mod sigterm;
+mod transport;

@@ -174,8 +174,11 @@ async fn lists_health_stats_metrics_openapi_and_the_page() {
     assert!(stats["uptime_seconds"].is_u64());
 
     get(&service, "/order/list_1").await;
-    let metrics = get(&service, "/metrics")
+    let metrics = http()
+        .get(service.admin_url("/metrics"))
+        .send()
         .await
+        .expect("request")
         .text()
         .await
         .expect("metrics");

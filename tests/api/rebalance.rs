@@ -51,7 +51,7 @@ async fn instances_joining_and_leaving_the_group_lose_and_duplicate_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await; // statistics come every second
     let owned = owned_by_first().await;
     let text = http()
-        .get(first.url("/metrics"))
+        .get(first.admin_url("/metrics"))
         .send()
         .await
         .expect("metrics")

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use futures::channel::oneshot::Canceled;
 use futures::stream::FuturesUnordered;
+use orders_service::config::ClientProperties;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -45,8 +46,16 @@ impl ClientContext for KafkaContext {
 
 pub(crate) type FutureProducer = KafkaProducer<KafkaContext>;
 
+/// A producer for `brokers`, with the service's Kafka security settings from the environment
+/// (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_CA_LOCATION`, `KAFKA_OPTION_*`).
 pub(crate) fn producer(brokers: &str, message_timeout_ms: u64) -> Result<FutureProducer> {
-    ClientConfig::new()
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let security = ClientProperties::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("client.id", "orders-emulator")
         .set("linger.ms", "5")
@@ -54,7 +63,9 @@ pub(crate) fn producer(brokers: &str, message_timeout_ms: u64) -> Result<FutureP
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("queue.buffering.max.messages", "200000")
-        .set("message.timeout.ms", message_timeout_ms.to_string())
+        .set("message.timeout.ms", message_timeout_ms.to_string());
+    security.apply(&mut config);
+    config
         .create_with_context(KafkaContext::default())
         .context("cannot create the Kafka producer")
 }

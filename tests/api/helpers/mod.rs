@@ -160,6 +160,7 @@ impl TestEnv {
             ("KAFKA_GROUP_ID", &self.group),
             ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
             ("HTTP_ADDR", "127.0.0.1:0"),
+            ("ADMIN_ADDR", "127.0.0.1:0"),
             ("SHUTDOWN_TIMEOUT_MS", "10000"),
             ("DB_RETRY_MAX_BACKOFF_MS", "500"),
             ("RUST_LOG", "info,librdkafka=warn,rdkafka=warn"),

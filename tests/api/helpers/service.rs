@@ -7,9 +7,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// GETs `path` of the service and returns status and JSON body (`null` if not JSON).
+/// Paths served by the admin listener only.
+const ADMIN_PATHS: &[&str] = &["/stats", "/metrics", "/dead-letters"];
+
+/// GETs `path` of the service (on the admin listener for the admin paths) and returns
+/// status and JSON body (`null` if not JSON).
 pub async fn get_json(service: &Service, path: &str) -> (u16, serde_json::Value) {
-    let response = http().get(service.url(path)).send().await.expect("request");
+    let admin = ADMIN_PATHS.iter().any(|p| path.starts_with(p));
+    let url = if admin {
+        service.admin_url(path)
+    } else {
+        service.url(path)
+    };
+    let response = http().get(url).send().await.expect("request");
     let status = response.status().as_u16();
     (
         status,
@@ -20,7 +30,7 @@ pub async fn get_json(service: &Service, path: &str) -> (u16, serde_json::Value)
 /// The value of an unlabelled metric on `/metrics`, if exported.
 pub async fn metric(service: &Service, name: &str) -> Option<f64> {
     let text = http()
-        .get(service.url("/metrics"))
+        .get(service.admin_url("/metrics"))
         .send()
         .await
         .ok()?
@@ -35,6 +45,8 @@ pub async fn metric(service: &Service, name: &str) -> Option<f64> {
 pub struct Service {
     child: Child,
     pub base: String,
+    /// The admin listener's base URL.
+    pub admin: String,
     pub log: PathBuf,
     stdout: mpsc::Receiver<String>,
 }
@@ -96,16 +108,13 @@ impl Service {
         let mut service = Service {
             child,
             base: String::new(),
+            admin: String::new(),
             log,
             stdout: rx,
         };
-        match service.wait_line("orders-service listening on ", timeout) {
-            Ok(url) => {
-                service.base = url;
-                Ok(service)
-            }
-            Err(e) => Err(e),
-        }
+        service.base = service.wait_line("orders-service listening on ", timeout)?;
+        service.admin = service.wait_line("orders-service admin on ", timeout)?;
+        Ok(service)
     }
 
     /// Waits for `orders-service ready` on stdout.
@@ -144,6 +153,10 @@ impl Service {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin)
     }
 
     pub fn pid(&self) -> u32 {

@@ -2,11 +2,18 @@
 //! A bad value stops start-up with an error naming the variable. Every variable, with its
 //! default, is listed in the README's configuration table and in `.env`.
 
-use std::env;
+mod client_properties;
+
+use std::collections::HashMap;
+use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use thiserror::Error;
+
+pub use client_properties::ClientProperties;
+
+use crate::db::DbTarget;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -21,17 +28,28 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    /// A `KAFKA_OPTION_*` passthrough that cannot be taken.
+    #[error("{name} is refused: {reason}")]
+    Passthrough { name: String, reason: String },
 }
 
 /// Everything the service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub database_url: String,
+    /// `DATABASE_URL`: the runtime role (reads and inserts only, see the README's Security).
+    pub database: DbTarget,
+    /// `MIGRATION_DATABASE_URL`: the role that owns the schema and runs migrations; `None`
+    /// migrates as the runtime role (which works where that role owns the schema).
+    pub migration_database: Option<DbTarget>,
     /// Connections in the read pool (cache misses, listings, warm-up, health).
     pub db_pool_size: u32,
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
     pub http_addr: String,
+    /// The admin listener: `/metrics`, `/stats`, `/dead-letters`.
+    pub admin_addr: String,
+    /// When set, every admin request needs `Authorization: Bearer <token>`.
+    pub admin_token: Option<AdminToken>,
     /// actix-web worker threads (0 = one per CPU).
     pub http_workers: usize,
     pub cache_max_bytes: u64,
@@ -54,7 +72,29 @@ pub struct KafkaConfig {
     pub max_poll_interval_ms: u32,
     /// How often librdkafka commits the stored offsets (also on revoke and at shutdown).
     pub auto_commit_interval_ms: u32,
+    /// Security and passthrough properties for every Kafka client.
+    pub client: ClientProperties,
 }
+
+/// The admin bearer token; `Debug` never shows it.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Whether `presented` is the token, in time independent of where they differ.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        constant_time_eq::constant_time_eq(self.0.as_bytes(), presented)
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// Shortest `ADMIN_TOKEN` accepted: guessing must not be an option.
+const MIN_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -74,28 +114,60 @@ pub struct IngestConfig {
 }
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment (variables that are not UTF-8 are ignored).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| env::var(name).ok())
+        Self::from_vars(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
     }
 
-    /// Reads from any lookup, so tests need not touch the process environment.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads from any set of variables, so tests need not touch the process environment.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let all: HashMap<String, String> = vars.into_iter().collect();
+        let get = |name: &str| all.get(name).cloned();
         let vars = Vars(&get);
-        let database_url = vars.required(
+        let connect_timeout =
+            Duration::from_millis(vars.number("DB_CONNECT_TIMEOUT_MS", 10_000, 1_000..=600_000)?);
+        let database = database_target(
             "DATABASE_URL",
-            "postgres://orders_app:orders_app@127.0.0.1:54329/orders",
+            &vars.required(
+                "DATABASE_URL",
+                "postgres://orders_app:orders_app@127.0.0.1:54329/orders",
+            )?,
+            connect_timeout,
         )?;
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(ConfigError::Invalid {
-                name: "DATABASE_URL",
-                value: database_url,
-                reason: "must start with postgres:// or postgresql://".into(),
-            });
-        }
+        let migration_database = match vars.raw("MIGRATION_DATABASE_URL") {
+            Some(url) if !url.trim().is_empty() => Some(database_target(
+                "MIGRATION_DATABASE_URL",
+                url.trim(),
+                connect_timeout,
+            )?),
+            _ => None,
+        };
+        let admin_token = match vars.raw("ADMIN_TOKEN") {
+            Some(token) if !token.trim().is_empty() => {
+                if token.trim().len() < MIN_TOKEN_LEN {
+                    return Err(ConfigError::Invalid {
+                        name: "ADMIN_TOKEN",
+                        value: "***".into(),
+                        reason: format!(
+                            "must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"
+                        ),
+                    });
+                }
+                Some(AdminToken(token.trim().to_string()))
+            }
+            _ => None,
+        };
+        let client =
+            ClientProperties::from_vars(all.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let dlq = vars.text("KAFKA_DLQ_TOPIC", "orders.dlq");
         let config = Config {
-            database_url,
+            database,
+            migration_database,
             db_pool_size: vars.number("DB_POOL_SIZE", 8, 1..=256)?,
             kafka: KafkaConfig {
                 brokers: vars.non_empty("KAFKA_BROKERS", "127.0.0.1:19092")?,
@@ -117,6 +189,7 @@ impl Config {
                     1_000,
                     100..=600_000,
                 )?,
+                client,
             },
             ingest: IngestConfig {
                 max_payload_bytes: vars.number("MAX_PAYLOAD_BYTES", 64 * 1024, 1024..=16 << 20)?,
@@ -138,13 +211,11 @@ impl Config {
                     30_000,
                     100..=3_600_000,
                 )?),
-                connect_timeout: Duration::from_millis(vars.number(
-                    "DB_CONNECT_TIMEOUT_MS",
-                    10_000,
-                    1_000..=600_000,
-                )?),
+                connect_timeout,
             },
             http_addr: vars.non_empty("HTTP_ADDR", "0.0.0.0:8081")?,
+            admin_addr: vars.non_empty("ADMIN_ADDR", "127.0.0.1:9081")?,
+            admin_token,
             http_workers: vars.number("HTTP_WORKERS", 0, 0..=256)?,
             cache_max_bytes: vars.number("CACHE_MAX_BYTES", 512 << 20, 0..=u64::MAX)?,
             shutdown_timeout: Duration::from_millis(vars.number(
@@ -172,15 +243,51 @@ impl Config {
                     .into(),
             });
         }
-        if config.http_addr.parse::<std::net::SocketAddr>().is_err() {
+        for (name, addr, example) in [
+            ("HTTP_ADDR", &config.http_addr, "0.0.0.0:8081"),
+            ("ADMIN_ADDR", &config.admin_addr, "127.0.0.1:9081"),
+        ] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    name,
+                    value: addr.clone(),
+                    reason: format!("must be host:port with a numeric IP, e.g. {example}"),
+                });
+            }
+        }
+        if config.admin_addr == config.http_addr && !config.http_addr.ends_with(":0") {
             return Err(ConfigError::Invalid {
-                name: "HTTP_ADDR",
-                value: config.http_addr,
-                reason: "must be host:port with a numeric IP, e.g. 0.0.0.0:8081".into(),
+                name: "ADMIN_ADDR",
+                value: config.admin_addr,
+                reason:
+                    "must differ from HTTP_ADDR: the admin endpoints have a listener of their own"
+                        .into(),
             });
         }
         Ok(config)
     }
+}
+
+/// A database URL, parsed (TLS options included) and given the connect timeout; errors name
+/// the variable and never show the password.
+fn database_target(
+    name: &'static str,
+    url: &str,
+    connect_timeout: Duration,
+) -> Result<DbTarget, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name,
+        value: crate::db::redact(url),
+        reason,
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(invalid(
+            "must start with postgres:// or postgresql://".into(),
+        ));
+    }
+    DbTarget::parse(url)
+        .map(|t| t.with_connect_timeout(connect_timeout))
+        .map_err(invalid)
 }
 
 struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
@@ -259,14 +366,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:p@localhost/db");
@@ -332,6 +434,47 @@ mod tests {
             err.to_string().contains("KAFKA_MAX_POLL_INTERVAL_MS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn secrets_are_never_in_errors_or_debug_output() {
+        let c = load(&[
+            ("DATABASE_URL", "postgres://app:db-s3cret@localhost/db"),
+            ("ADMIN_TOKEN", "token-s3cret-0123456789"),
+        ])
+        .expect("valid");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("db-s3cret"), "{shown}");
+        assert!(!shown.contains("token-s3cret"), "{shown}");
+        let err = load(&[("DATABASE_URL", "mysql://app:db-s3cret@localhost/db")])
+            .expect_err("bad scheme");
+        assert!(!err.to_string().contains("db-s3cret"), "{err}");
+        let err = load(&[DB, ("ADMIN_TOKEN", "short-s3cret")]).expect_err("short token");
+        assert!(err.to_string().starts_with("ADMIN_TOKEN="), "{err}");
+        assert!(!err.to_string().contains("short-s3cret"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_token_is_compared_whole() {
+        let c = load(&[DB, ("ADMIN_TOKEN", "0123456789abcdef")]).expect("valid");
+        let token = c.admin_token.expect("set");
+        assert!(token.matches(b"0123456789abcdef"));
+        assert!(!token.matches(b"0123456789abcde"));
+        assert!(!token.matches(b"0123456789abcdefg"));
+        assert!(!token.matches(b""));
+    }
+
+    #[test]
+    fn the_admin_listener_is_separate_and_loopback_by_default() {
+        let c = load(&[DB]).expect("valid");
+        assert_eq!(c.admin_addr, "127.0.0.1:9081");
+        let err = load(&[
+            DB,
+            ("HTTP_ADDR", "0.0.0.0:8081"),
+            ("ADMIN_ADDR", "0.0.0.0:8081"),
+        ])
+        .expect_err("same listener");
+        assert!(err.to_string().starts_with("ADMIN_ADDR="), "{err}");
     }
 
     #[test]

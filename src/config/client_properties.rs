@@ -1,0 +1,265 @@
+//! Kafka client properties beyond the broker list: security (`KAFKA_SECURITY_PROTOCOL`,
+//! `KAFKA_SASL_*`, `KAFKA_SSL_CA_LOCATION`) and any other librdkafka property as
+//! `KAFKA_OPTION_<NAME>` (`KAFKA_OPTION_SSL_KEY_LOCATION` → `ssl.key.location`). The same
+//! properties go to the consumer, the DLQ producer and the emulator.
+
+use std::fmt;
+
+use super::ConfigError;
+
+/// Properties the service sets itself for its guarantees, or reads from its own variable:
+/// a passthrough must not change them behind the README's back.
+const MANAGED: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "enable.idempotence",
+    "acks",
+    "session.timeout.ms",
+    "max.poll.interval.ms",
+    "auto.commit.interval.ms",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+];
+
+/// Name parts that mark a property's value as secret: it never appears in `Debug` or logs.
+const SECRET_MARKS: &[&str] = &[
+    "password",
+    "secret",
+    "jaas",
+    "key.pem",
+    "token",
+    "credential",
+];
+
+pub const OPTION_PREFIX: &str = "KAFKA_OPTION_";
+
+/// librdkafka properties, in the order they are applied.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ClientProperties(Vec<(String, String)>);
+
+impl ClientProperties {
+    /// Reads the security variables and the `KAFKA_OPTION_*` passthrough from `vars`.
+    pub fn from_vars<'a>(
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
+        let mut named = std::collections::HashMap::new();
+        let mut options = Vec::new();
+        for (name, value) in vars {
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            if let Some(option) = name.strip_prefix(OPTION_PREFIX) {
+                options.push((name, option.to_ascii_lowercase().replace('_', "."), value));
+            } else if name.starts_with("KAFKA_") {
+                named.insert(name, value);
+            }
+        }
+        let mut props = Vec::new();
+        let protocol = named
+            .get("KAFKA_SECURITY_PROTOCOL")
+            .map(|p| p.to_ascii_lowercase());
+        if let Some(protocol) = &protocol {
+            if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&protocol.as_str()) {
+                return Err(invalid(
+                    "KAFKA_SECURITY_PROTOCOL",
+                    protocol,
+                    "must be plaintext, ssl, sasl_plaintext or sasl_ssl",
+                ));
+            }
+            props.push(("security.protocol".to_string(), protocol.clone()));
+        }
+        let sasl = protocol.as_deref().is_some_and(|p| p.starts_with("sasl_"));
+        match named.get("KAFKA_SASL_MECHANISM") {
+            Some(mechanism) => {
+                let mechanism = mechanism.to_ascii_uppercase();
+                if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+                    .contains(&mechanism.as_str())
+                {
+                    return Err(invalid(
+                        "KAFKA_SASL_MECHANISM",
+                        &mechanism,
+                        "must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER",
+                    ));
+                }
+                if !sasl {
+                    return Err(invalid(
+                        "KAFKA_SASL_MECHANISM",
+                        &mechanism,
+                        "needs KAFKA_SECURITY_PROTOCOL=sasl_ssl or sasl_plaintext",
+                    ));
+                }
+                props.push(("sasl.mechanism".to_string(), mechanism));
+            }
+            None if sasl => {
+                return Err(ConfigError::Missing {
+                    name: "KAFKA_SASL_MECHANISM",
+                    example: "SCRAM-SHA-256",
+                });
+            }
+            None => {}
+        }
+        for (var, property) in [
+            ("KAFKA_SASL_USERNAME", "sasl.username"),
+            ("KAFKA_SASL_PASSWORD", "sasl.password"),
+        ] {
+            if let Some(value) = named.get(var) {
+                if !sasl {
+                    return Err(invalid(
+                        var,
+                        if property == "sasl.password" {
+                            "***"
+                        } else {
+                            value
+                        },
+                        "needs KAFKA_SECURITY_PROTOCOL=sasl_ssl or sasl_plaintext",
+                    ));
+                }
+                props.push((property.to_string(), value.to_string()));
+            }
+        }
+        if let Some(ca) = named.get("KAFKA_SSL_CA_LOCATION") {
+            if !std::path::Path::new(ca).is_file() {
+                return Err(invalid(
+                    "KAFKA_SSL_CA_LOCATION",
+                    ca,
+                    "no such file (a PEM file of CA certificates)",
+                ));
+            }
+            props.push(("ssl.ca.location".to_string(), ca.to_string()));
+        }
+        options.sort();
+        for (var, property, value) in options {
+            if MANAGED.contains(&property.as_str()) {
+                return Err(ConfigError::Passthrough {
+                    name: var.to_string(),
+                    reason: format!(
+                        "{property} is set by the service or by its own variable; see the README's configuration table"
+                    ),
+                });
+            }
+            props.push((property, value.to_string()));
+        }
+        Ok(Self(props))
+    }
+
+    /// Sets every property on a librdkafka client configuration.
+    pub fn apply(&self, config: &mut rdkafka::ClientConfig) {
+        for (key, value) in &self.0 {
+            config.set(key, value);
+        }
+    }
+
+    /// The security protocol in use (`plaintext` unless set), for logs.
+    pub fn protocol(&self) -> &str {
+        self.get("security.protocol").unwrap_or("plaintext")
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn is_secret(key: &str) -> bool {
+    SECRET_MARKS.iter().any(|mark| key.contains(mark))
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Secret values as `***`: configuration is printed in errors and debug logs.
+impl fmt::Debug for ClientProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_secret(k) { "***" } else { v.as_str() };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> Result<ClientProperties, ConfigError> {
+        ClientProperties::from_vars(pairs.iter().copied())
+    }
+
+    #[test]
+    fn sasl_settings_become_librdkafka_properties() {
+        let p = props(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_SASL_MECHANISM", "scram-sha-256"),
+            ("KAFKA_SASL_USERNAME", "orders"),
+            ("KAFKA_SASL_PASSWORD", "s3cret"),
+            ("KAFKA_OPTION_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM", "none"),
+        ])
+        .expect("valid");
+        assert_eq!(p.protocol(), "sasl_ssl");
+        assert_eq!(p.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(p.get("sasl.password"), Some("s3cret"));
+        assert_eq!(p.get("ssl.endpoint.identification.algorithm"), Some("none"));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let p = props(&[
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+            ("KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("KAFKA_SASL_USERNAME", "orders"),
+            ("KAFKA_SASL_PASSWORD", "s3cret"),
+            ("KAFKA_OPTION_SSL_KEY_PASSWORD", "keypass"),
+        ])
+        .expect("valid");
+        let shown = format!("{p:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("keypass"),
+            "{shown}"
+        );
+        assert!(shown.contains("orders"), "{shown}");
+    }
+
+    #[test]
+    fn inconsistent_security_settings_name_their_variable() {
+        let err = props(&[("KAFKA_SECURITY_PROTOCOL", "tls")]).expect_err("bad protocol");
+        assert!(
+            err.to_string().starts_with("KAFKA_SECURITY_PROTOCOL="),
+            "{err}"
+        );
+        let err = props(&[("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")]).expect_err("no mechanism");
+        assert!(err.to_string().contains("KAFKA_SASL_MECHANISM"), "{err}");
+        let err = props(&[("KAFKA_SASL_PASSWORD", "s3cret")]).expect_err("sasl off");
+        assert!(err.to_string().contains("KAFKA_SASL_PASSWORD"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        let err = props(&[("KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem")]).expect_err("no CA");
+        assert!(err.to_string().contains("KAFKA_SSL_CA_LOCATION"), "{err}");
+    }
+
+    #[test]
+    fn a_passthrough_cannot_change_what_the_guarantees_rest_on() {
+        let err = props(&[("KAFKA_OPTION_ENABLE_AUTO_OFFSET_STORE", "true")]).expect_err("managed");
+        assert!(
+            err.to_string()
+                .contains("KAFKA_OPTION_ENABLE_AUTO_OFFSET_STORE"),
+            "{err}"
+        );
+        assert_eq!(props(&[]).expect("empty"), ClientProperties::default());
+    }
+}

@@ -1,0 +1,250 @@
+//! Secured transports: a PostgreSQL that accepts TLS only (`sslmode=verify-full` against a CA
+//! the test made), Kafka over SSL and over SASL_SSL with SCRAM — orders consumed, stored and
+//! dead-lettered over each, wrong credentials refused loudly and never logged.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::*;
+
+/// A private TLS-only PostgreSQL cluster, stopped when dropped.
+struct TlsPostgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl TlsPostgres {
+    fn start(dir: PathBuf) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let status = Command::new(repo_root().join("scripts/pg"))
+            .args([
+                "start",
+                dir.to_str().expect("path"),
+                &port.to_string(),
+                "--tls",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("scripts/pg");
+        assert!(status.success(), "the TLS cluster did not start");
+        Self { dir, port }
+    }
+
+    fn ca(&self) -> String {
+        let out = Command::new(repo_root().join("scripts/pg"))
+            .args(["ca", self.dir.to_str().expect("path")])
+            .output()
+            .expect("scripts/pg ca");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    }
+
+    /// `user`'s URL with `verify-full` against `ca`, by host name (the certificate names
+    /// `localhost` and 127.0.0.1).
+    fn url(&self, user: &str, ca: &str) -> String {
+        format!(
+            "postgres://{user}:{user}@localhost:{}/orders?sslmode=verify-full&sslrootcert={ca}",
+            self.port
+        )
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        let out = Command::new(repo_root().join("scripts/pg"))
+            .args([
+                "psql",
+                self.dir.to_str().expect("path"),
+                "-d",
+                "orders",
+                "-tAc",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for TlsPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/pg"))
+            .args(["stop", self.dir.to_str().unwrap_or_default()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn postgres_over_tls_with_verify_full() {
+    let env = TestEnv::new("pgtls").await;
+    let dir = env.path("pgtls");
+    let _ = std::fs::remove_dir_all(&dir);
+    let pg = TlsPostgres::start(dir);
+    let ca = pg.ca();
+    assert!(Path::new(&ca).is_file(), "CA at {ca}");
+
+    // A server certificate from another CA is refused, and said so.
+    let other_ca = crate::helpers::env("TEST_KAFKA_CA_LOCATION");
+    let mut wrong = Service::spawn(
+        &env,
+        &[
+            ("DATABASE_URL", &pg.url("orders_app", &other_ca)),
+            ("MIGRATION_DATABASE_URL", &pg.url("orders_owner", &other_ca)),
+        ],
+        Duration::from_secs(30),
+    )
+    .expect("listens");
+    let refused = eventually(Duration::from_secs(20), || {
+        let log = wrong.log_text();
+        async move { log.contains("waiting for the database") && log.contains("ertificate") }
+    })
+    .await;
+    assert!(refused, "log:\n{}", wrong.log_text());
+    assert!(
+        wrong.wait_ready(Duration::from_secs(1)).is_err(),
+        "ready without a database"
+    );
+    let log = wrong.log_text();
+    assert!(
+        !log.contains("orders_app:orders_app@"),
+        "password logged:\n{log}"
+    );
+
+    let service = Service::start(
+        &env,
+        &[
+            ("DATABASE_URL", &pg.url("orders_app", &ca)),
+            ("MIGRATION_DATABASE_URL", &pg.url("orders_owner", &ca)),
+        ],
+    );
+    env.produce_orders((0..20).map(|i| format!("tls-{i}")))
+        .await;
+    env.produce(&[("bad", b"{".to_vec())]).await;
+    let stored = eventually(Duration::from_secs(30), || async {
+        pg.psql(
+            "SELECT (SELECT count(*) FROM orders) || '/' || (SELECT count(*) FROM dead_letters)",
+        ) == "20/1"
+    })
+    .await;
+    assert!(stored, "log:\n{}", service.log_text());
+    // Every connection of the service is encrypted (the server also refuses plain ones).
+    let plain = pg.psql(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.usename = 'orders_app' AND NOT s.ssl",
+    );
+    let encrypted = pg.psql(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.usename = 'orders_app' AND s.ssl",
+    );
+    assert_eq!(plain, "0");
+    assert!(encrypted.parse::<u32>().expect("count") >= 1, "{encrypted}");
+    // A miss is read back over TLS too.
+    let restarted = {
+        drop(service);
+        Service::start(
+            &env,
+            &[
+                ("DATABASE_URL", &pg.url("orders_app", &ca)),
+                ("CACHE_MAX_BYTES", "0"),
+            ],
+        )
+    };
+    let (status, order) = get_json(&restarted, "/order/tls-7").await;
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(order["order_uid"], "tls-7");
+}
+
+/// The service's Kafka settings for one of the broker's secured listeners.
+fn secured(protocol: &str) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("KAFKA_SECURITY_PROTOCOL", protocol.to_string()),
+        ("KAFKA_SSL_CA_LOCATION", env("TEST_KAFKA_CA_LOCATION")),
+        (
+            "KAFKA_OPTION_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM",
+            "https".to_string(),
+        ),
+    ];
+    if protocol == "sasl_ssl" {
+        vars.push(("KAFKA_BROKERS", env("TEST_KAFKA_SASL_BROKERS")));
+        vars.push(("KAFKA_SASL_MECHANISM", env("TEST_KAFKA_SASL_MECHANISM")));
+        vars.push(("KAFKA_SASL_USERNAME", env("TEST_KAFKA_SASL_USERNAME")));
+        vars.push(("KAFKA_SASL_PASSWORD", env("TEST_KAFKA_SASL_PASSWORD")));
+    } else {
+        vars.push(("KAFKA_BROKERS", env("TEST_KAFKA_SSL_BROKERS")));
+    }
+    vars
+}
+
+async fn consumes_over(protocol: &str) {
+    let env = TestEnv::new(protocol).await;
+    let vars = secured(protocol);
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let service = Service::start(&env, &extra);
+    env.produce_orders((0..20).map(|i| format!("{protocol}-{i}")))
+        .await;
+    env.produce(&[("bad", b"{".to_vec())]).await;
+    let stored = eventually(Duration::from_secs(30), || async {
+        count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await == 20
+    })
+    .await;
+    assert!(stored, "log:\n{}", service.log_text());
+    // The DLQ producer uses the same settings: the dead letter reaches the topic.
+    let letters = env.read_dlq(1);
+    assert_eq!(letters.len(), 1, "log:\n{}", service.log_text());
+    let (_, health) = get_json(&service, "/health/ready").await;
+    assert_eq!(health["kafka"], "up", "{health}");
+    assert_eq!(health["dlq"], "ok", "{health}");
+}
+
+#[tokio::test]
+async fn kafka_over_ssl() {
+    consumes_over("ssl").await;
+}
+
+#[tokio::test]
+async fn kafka_over_sasl_ssl_with_scram() {
+    consumes_over("sasl_ssl").await;
+}
+
+#[tokio::test]
+async fn a_wrong_sasl_password_is_reported_and_never_logged() {
+    let env = TestEnv::new("saslwrong").await;
+    const CANARY: &str = "wrong-password-canary-7f3a";
+    let mut vars = secured("sasl_ssl");
+    for (name, value) in vars.iter_mut() {
+        if *name == "KAFKA_SASL_PASSWORD" {
+            *value = CANARY.to_string();
+        }
+    }
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut service = Service::spawn(&env, &extra, Duration::from_secs(30)).expect("listens");
+    let reported = eventually(Duration::from_secs(30), || {
+        let log = service.log_text();
+        async move { log.contains("uthentication") }
+    })
+    .await;
+    assert!(reported, "log:\n{}", service.log_text());
+    let _ = service.wait_ready(Duration::from_secs(20));
+    let (status, health) = get_json(&service, "/health/ready").await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["kafka"], "down", "{health}");
+    let log = service.log_text();
+    assert!(
+        !log.contains(CANARY),
+        "the SASL password is in the log:\n{log}"
+    );
+}
