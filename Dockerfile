@@ -5,7 +5,8 @@
 #
 #   docker build -t orders-service .
 #   docker run --rm -e DATABASE_URL=postgres://... -e KAFKA_BROKERS=... -p 8081:8081 orders-service
-#   docker run --rm -e DATABASE_URL=postgres://... orders-service migrate   # migrations only
+#   docker run --rm -e DATABASE_URL=postgres://... -e MIGRATION_DATABASE_URL=postgres://owner... \
+#     orders-service migrate                                              # migrations only
 #   docker run --rm --entrypoint emulator orders-service --brokers ... --count 100
 
 # ---------------------------------------------------------------------------------------
@@ -13,12 +14,12 @@
 # ---------------------------------------------------------------------------------------
 FROM rust:1.95-bookworm AS builder
 
-# librdkafka is built from source by rdkafka-sys (bundled): needs a C toolchain, make and
-# pkg-config. No libpq and no OpenSSL: diesel-async speaks the protocol natively and
-# rdkafka is built without SSL.
+# librdkafka is built from source by rdkafka-sys (bundled, with SSL for Kafka's SSL and
+# SASL_SSL/SCRAM): needs a C toolchain, make, pkg-config and OpenSSL's headers. No libpq:
+# diesel-async speaks the protocol natively, over rustls for PostgreSQL TLS.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      build-essential pkg-config \
+      build-essential pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
@@ -26,9 +27,9 @@ WORKDIR /build
 # 1) Dependencies only: the manifest, the lock file and empty targets. This layer (the slow
 #    part: librdkafka, actix, diesel...) is rebuilt only when Cargo.toml/Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin \
+RUN mkdir -p src/bin/emulator \
  && echo 'fn main() {}' > src/main.rs \
- && echo 'fn main() {}' > src/bin/emulator.rs \
+ && echo 'fn main() {}' > src/bin/emulator/main.rs \
  && : > src/lib.rs
 RUN cargo build --release --locked --bins
 # Drop the placeholder crate's artifacts so the real sources are always recompiled,
@@ -52,10 +53,11 @@ RUN cargo build --release --locked --bins
 # ---------------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
 
-# ca-certificates for TLS endpoints, curl for the HEALTHCHECK.
+# ca-certificates for TLS endpoints (sslrootcert=system, Kafka without a CA file), libssl3
+# for librdkafka, curl for the HEALTHCHECK.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates curl \
+      ca-certificates libssl3 curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 orders \
  && useradd --system --uid 10001 --gid orders --home-dir /app --no-create-home \
@@ -68,15 +70,17 @@ COPY --from=builder /build/target/release/emulator /usr/local/bin/emulator
 
 # Defaults only; everything else comes from the environment (see .env / README).
 ENV HTTP_ADDR=0.0.0.0:8081 \
+    ADMIN_ADDR=127.0.0.1:9081 \
     RUST_LOG=info,orders_service=info,librdkafka=warn,rdkafka=warn
 
 USER orders:orders
 
-EXPOSE 8081
+# 9081 is the admin listener; it binds to loopback unless ADMIN_ADDR says otherwise.
+EXPOSE 8081 9081
 
 # The port is taken from HTTP_ADDR so the check follows a changed listen address.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD curl -fsS -o /dev/null "http://127.0.0.1:${HTTP_ADDR##*:}/health" || exit 1
+  CMD curl -fsS -o /dev/null "http://127.0.0.1:${HTTP_ADDR##*:}/health/ready" || exit 1
 
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/orders-service"]
