@@ -7,9 +7,15 @@ bench_setup() {
   mkdir -p "$bench_dir"
   export PG_PORT="${BENCH_PG_PORT:-56432}" KAFKA_PORT="${BENCH_KAFKA_PORT:-49092}"
   eval "$("$here/infra" up --no-browser "$bench_dir/infra")"
-  log "building release binaries"
-  (cd "$root" && cargo build --release --locked --bins --quiet)
-  bin="${CARGO_TARGET_DIR:-$root/target}/release"
+  if [[ -n "${BENCH_BIN:-}" ]]; then
+    # Another build's binaries (e.g. an older commit's, for a before/after comparison).
+    bin="$BENCH_BIN"
+    log "using the binaries in $bin"
+  else
+    log "building release binaries"
+    (cd "$root" && cargo build --release --locked --bins --quiet)
+    bin="${CARGO_TARGET_DIR:-$root/target}/release"
+  fi
   service_pid=""
   trap 'bench_stop_service; "$here/infra" down "$bench_dir/infra" >/dev/null 2>&1 || true' EXIT
 }
@@ -30,7 +36,8 @@ bench_start_service() {
   local out="$bench_dir/service.out"
   : >"$out"
   env DATABASE_URL="$db_url" KAFKA_BROKERS="$KAFKA_BROKERS" KAFKA_TOPIC="$topic" \
-    KAFKA_GROUP_ID="group_$topic" KAFKA_DLQ_TOPIC="" HTTP_ADDR=127.0.0.1:0 ADMIN_ADDR=127.0.0.1:0 RUST_LOG=warn "$@" \
+    KAFKA_GROUP_ID="group_$topic" KAFKA_DLQ_TOPIC="" HTTP_ADDR=127.0.0.1:0 ADMIN_ADDR=127.0.0.1:0 RUST_LOG=warn \
+    MIGRATION_DATABASE_URL="" "$@" \
     "$bin/orders-service" >"$out" 2>"$bench_dir/service.log" &
   service_pid=$!
   base=""

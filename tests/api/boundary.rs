@@ -149,6 +149,7 @@ async fn the_runtime_role_reads_and_inserts_but_cannot_rewrite_history() {
     // `orders-service migrate` as the owner grants the runtime role its rights.
     let out = Command::new(env!("CARGO_BIN_EXE_orders-service"))
         .arg("migrate")
+        .current_dir(std::env::temp_dir())
         .env_clear()
         .env("DATABASE_URL", &runtime_url)
         .env("MIGRATION_DATABASE_URL", &owner_url)

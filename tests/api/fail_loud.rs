@@ -269,7 +269,12 @@ async fn a_database_down_at_start_up_is_waited_for_and_sigterm_is_honoured_meanw
     let port = free_port();
     let pg_dir = env.log_dir.join(format!("{}-pg", env.name));
     let url = format!("postgres://orders_app:orders_app@127.0.0.1:{port}/orders");
-    let extra = [("DATABASE_URL", url.as_str())];
+    // `scripts/pg` makes `orders_owner` own the database: it migrates, `orders_app` runs.
+    let owner = format!("postgres://orders_owner:orders_owner@127.0.0.1:{port}/orders");
+    let extra = [
+        ("DATABASE_URL", url.as_str()),
+        ("MIGRATION_DATABASE_URL", owner.as_str()),
+    ];
 
     // SIGTERM while waiting: a clean, quick exit.
     let mut waiting = Service::spawn(&env, &extra, Duration::from_secs(30)).expect("spawned");

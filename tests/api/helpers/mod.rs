@@ -229,6 +229,8 @@ impl TestEnv {
     pub fn migrate(&self) {
         let out = Command::new(env!("CARGO_BIN_EXE_orders-service"))
             .arg("migrate")
+            // Not the repository: its .env would add the demo's MIGRATION_DATABASE_URL.
+            .current_dir(std::env::temp_dir())
             .env_clear()
             .env("DATABASE_URL", &self.database_url)
             .output()
