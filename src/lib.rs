@@ -38,5 +38,6 @@ pub mod ingest;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod replay;
 pub mod shutdown;
 pub mod startup;

@@ -3,11 +3,58 @@
 
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use orders_service::config::Config;
-use orders_service::db;
+use orders_service::db::{self, dead_letters::LetterFilter};
+use orders_service::replay;
 use orders_service::startup::Application;
 
+/// Kafka → validated orders → PostgreSQL, with a cache, a JSON API and a web page.
+/// Configuration comes from the environment and `.env` (see the README).
+#[derive(Parser)]
+#[command(name = "orders-service", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply the database migrations (as MIGRATION_DATABASE_URL's role) and exit.
+    Migrate,
+    /// Run dead letters through today's validation and write path again; prints a summary.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Only dead letters with this reason (repeatable): malformed, too_large, schema, …
+    #[arg(long = "reason", value_name = "REASON")]
+    reasons: Vec<String>,
+    /// Only dead letters received at or after this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    since: Option<String>,
+    /// Only dead letters received before this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    until: Option<String>,
+    /// Only the dead letters with these ids (repeatable).
+    #[arg(long = "id", value_name = "N")]
+    ids: Vec<i64>,
+    /// Only dead letters of this order id.
+    #[arg(long, value_name = "UID")]
+    order_uid: Option<String>,
+    /// Validate only: report what would happen, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     // A missing .env is fine: the environment may hold everything.
     let _ = dotenvy::dotenv();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -19,8 +66,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match std::env::args().nth(1).as_deref() {
-        Some("migrate") => match db::run_migrations(
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => match db::run_migrations(
             config
                 .migration_database
                 .as_ref()
@@ -40,7 +87,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None | Some("serve") => {
+        Command::Replay(args) => match run_replay(&config, args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("orders-service: replay failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve => {
             let system = actix::System::new();
             let result = system.block_on(serve(config));
             // Exit here, with the System still alive: dropping it would close the Kafka
@@ -55,13 +109,58 @@ fn main() -> ExitCode {
             };
             std::process::exit(code)
         }
-        Some(other) => {
-            eprintln!(
-                "orders-service: unknown command {other:?}; usage: orders-service [serve|migrate]"
-            );
-            ExitCode::from(2)
-        }
     }
+}
+
+/// `orders-service replay`: one connection as the runtime role, safe while the service runs
+/// (a running instance reads a replayed order from the database on its next miss).
+fn run_replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let filter = LetterFilter {
+        reasons: replay::known_reasons(args.reasons).map_err(anyhow::Error::msg)?,
+        order_uid: args.order_uid,
+        since: replay::parse_time("--since", args.since.as_deref()).map_err(anyhow::Error::msg)?,
+        until: replay::parse_time("--until", args.until.as_deref()).map_err(anyhow::Error::msg)?,
+        ids: args.ids,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("Failed to start a runtime")?;
+    let summary = runtime.block_on(async {
+        let mut conn = config
+            .database
+            .connect()
+            .await
+            .with_context(|| format!("Failed to connect to {}", config.database.shown()))?;
+        replay::run(
+            &mut conn,
+            &filter,
+            config.ingest.max_payload_bytes,
+            args.dry_run,
+        )
+        .await
+        .map_err(anyhow::Error::from)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        for letter in &summary.letters {
+            println!(
+                "dead letter {:>8}  {:<10} {}{}",
+                letter.id,
+                letter.result,
+                letter.order_uid.as_deref().unwrap_or("-"),
+                letter
+                    .reason
+                    .as_deref()
+                    .map(|r| format!("  ({r})"))
+                    .unwrap_or_default()
+            );
+        }
+        println!("{}", replay::describe(&summary));
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -19,7 +19,7 @@ use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 
 use crate::actors::cache_actor::CacheActor;
-use crate::actors::db_reader::DbReader;
+use crate::actors::db_reader::{DbReader, ReaderSettings};
 use crate::actors::kafka_reader::{KafkaReader, SetWriters};
 use crate::actors::order_writer::{OrderWriter, WriterPeers, WriterSettings};
 use crate::config::Config;
@@ -57,7 +57,12 @@ impl Application {
         }
         let pool = db::read_pool(&config.database, config.db_pool_size);
         let cache = CacheActor::new(config.cache_max_bytes, pool.clone()).start();
-        let db_reader = DbReader::new(pool.clone(), health.clone()).start();
+        let reader_settings = ReaderSettings {
+            max_payload_bytes: config.ingest.max_payload_bytes,
+            retention: (config.dead_letter_retention_days > 0)
+                .then(|| chrono::Duration::days(i64::from(config.dead_letter_retention_days))),
+        };
+        let db_reader = DbReader::new(pool.clone(), health.clone(), reader_settings).start();
         let reader_slot = Arc::new(OnceLock::new());
 
         let bind = |name: &str, addr: &str| {

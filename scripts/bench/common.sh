@@ -31,14 +31,14 @@ bench_fresh() {
 }
 
 # bench_start_service [VAR=value ...]: starts the release service on free ports; sets base
-# (public listener) and admin (admin listener).
+# (public listener) and admin (admin listener). $service_bin, if set, is run instead.
 bench_start_service() {
   local out="$bench_dir/service.out"
   : >"$out"
   env DATABASE_URL="$db_url" KAFKA_BROKERS="$KAFKA_BROKERS" KAFKA_TOPIC="$topic" \
     KAFKA_GROUP_ID="group_$topic" KAFKA_DLQ_TOPIC="" HTTP_ADDR=127.0.0.1:0 ADMIN_ADDR=127.0.0.1:0 RUST_LOG=warn \
     MIGRATION_DATABASE_URL="" "$@" \
-    "$bin/orders-service" >"$out" 2>"$bench_dir/service.log" &
+    "${service_bin:-$bin/orders-service}" >"$out" 2>"$bench_dir/service.log" &
   service_pid=$!
   base=""
   for _ in $(seq 1 1200); do

@@ -10,25 +10,39 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::db::dead_letters::{self, LetterFilter, ReplayRecord};
 use crate::db::models::OrderSummary;
 use crate::db::{DbError, PgPool, queries};
 use crate::health::Health;
+use crate::metrics::METRICS;
+use crate::replay;
 
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Newest stored orders, summarised.
+/// Stored orders, summarised, newest first, below the `before` cursor.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<OrderSummary>, DbError>")]
 pub struct RecentOrders {
+    pub before: Option<i64>,
     pub limit: i64,
 }
 
-/// Newest dead letters.
+/// Dead letters matching a filter, newest first, below the `before` cursor.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<DeadLetterView>, DbError>")]
-pub struct RecentDeadLetters {
+pub struct DeadLetterPage {
+    pub filter: LetterFilter,
+    pub before: Option<i64>,
     pub limit: i64,
+}
+
+/// Replays the dead letters a filter selects (see [`crate::replay`]).
+#[derive(Message)]
+#[rtype(result = "Result<replay::Summary, DbError>")]
+pub struct ReplayLetters {
+    pub filter: LetterFilter,
+    pub dry_run: bool,
 }
 
 /// Number of stored orders, counted at most once per [`count_interval`]: callers in between
@@ -110,6 +124,8 @@ pub struct DeadLetterView {
     pub payload: String,
     pub payload_bytes: usize,
     pub received_at: DateTime<Utc>,
+    /// Every replay of this letter and its result, oldest first.
+    pub replays: Vec<ReplayRecord>,
 }
 
 /// Bytes of each payload `/dead-letters` shows.
@@ -119,15 +135,70 @@ pub struct DbReader {
     pool: PgPool,
     health: Arc<Health>,
     count: CountCache,
+    settings: ReaderSettings,
 }
 
+/// What the operations need from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ReaderSettings {
+    /// Payload limit replays validate against (today's `MAX_PAYLOAD_BYTES`).
+    pub max_payload_bytes: usize,
+    /// Dead letters older than this are purged; `None` keeps everything.
+    pub retention: Option<chrono::Duration>,
+}
+
+/// How often retention runs (and once shortly after start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+const RETENTION_FIRST: Duration = Duration::from_secs(5);
+/// Dead letters deleted per statement, and statements per run: short locks, bounded work.
+const PURGE_BATCH: i64 = 1_000;
+const PURGE_BATCHES_PER_RUN: usize = 100;
+
 impl DbReader {
-    pub fn new(pool: PgPool, health: Arc<Health>) -> Self {
+    pub fn new(pool: PgPool, health: Arc<Health>, settings: ReaderSettings) -> Self {
         Self {
             pool,
             health,
             count: CountCache::default(),
+            settings,
         }
+    }
+
+    fn purge(&self, ctx: &mut Context<Self>) {
+        let Some(retention) = self.settings.retention else {
+            return;
+        };
+        let pool = self.pool.clone();
+        let run = async move {
+            let cutoff = Utc::now() - retention;
+            let mut purged = 0;
+            for _ in 0..PURGE_BATCHES_PER_RUN {
+                let deleted = async {
+                    let mut conn = pool.get().await?;
+                    Ok::<_, DbError>(
+                        dead_letters::purge_batch(&mut conn, cutoff, PURGE_BATCH).await?,
+                    )
+                }
+                .await;
+                match deleted {
+                    Ok(n) => {
+                        purged += n;
+                        METRICS.dead_letters_purged.inc_by(n as u64);
+                        if (n as i64) < PURGE_BATCH {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("retention: purging dead letters failed: {e}");
+                        break;
+                    }
+                }
+            }
+            if purged > 0 {
+                log::info!("retention: purged {purged} dead letters received before {cutoff}");
+            }
+        };
+        ctx.spawn(run.into_actor(self));
     }
 }
 
@@ -135,6 +206,10 @@ impl Actor for DbReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(RETENTION_FIRST, |act, ctx| {
+            act.purge(ctx);
+            ctx.run_interval(RETENTION_EVERY, |act, ctx| act.purge(ctx));
+        });
         ctx.run_interval(PROBE_EVERY, |act, ctx| {
             let pool = act.pool.clone();
             let probe = async move {
@@ -160,22 +235,33 @@ impl Handler<RecentOrders> for DbReader {
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await?;
-            Ok(queries::recent_summaries(&mut conn, msg.limit).await?)
+            Ok(queries::recent_summaries(&mut conn, msg.before, msg.limit).await?)
         })
     }
 }
 
-impl Handler<RecentDeadLetters> for DbReader {
+impl Handler<DeadLetterPage> for DbReader {
     type Result = ResponseFuture<Result<Vec<DeadLetterView>, DbError>>;
 
-    fn handle(&mut self, msg: RecentDeadLetters, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: DeadLetterPage, _: &mut Context<Self>) -> Self::Result {
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await?;
-            let rows = queries::recent_dead_letters(&mut conn, msg.limit, PAYLOAD_PREVIEW).await?;
+            let rows = dead_letters::page(
+                &mut conn,
+                &msg.filter,
+                msg.before,
+                msg.limit,
+                PAYLOAD_PREVIEW,
+            )
+            .await?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let mut replays = dead_letters::replays_of(&mut conn, &ids).await?;
             Ok(rows
                 .into_iter()
                 .map(|r| {
+                    let (mine, rest) = replays.drain(..).partition(|p| p.dead_letter_id == r.id);
+                    replays = rest;
                     DeadLetterView {
                         id: r.id,
                         topic: r.topic,
@@ -192,9 +278,23 @@ impl Handler<RecentDeadLetters> for DbReader {
                         payload: String::from_utf8_lossy(&r.payload_preview).into_owned(),
                         payload_bytes: usize::try_from(r.payload_bytes).unwrap_or_default(),
                         received_at: r.received_at,
+                        replays: mine,
                     }
                 })
                 .collect())
+        })
+    }
+}
+
+impl Handler<ReplayLetters> for DbReader {
+    type Result = ResponseFuture<Result<replay::Summary, DbError>>;
+
+    fn handle(&mut self, msg: ReplayLetters, _: &mut Context<Self>) -> Self::Result {
+        let pool = self.pool.clone();
+        let max_payload_bytes = self.settings.max_payload_bytes;
+        Box::pin(async move {
+            let mut conn = pool.get().await?;
+            replay::run(&mut conn, &msg.filter, max_payload_bytes, msg.dry_run).await
         })
     }
 }

@@ -58,6 +58,8 @@ pub struct Config {
     /// Apply pending migrations at start-up (under an advisory lock); `false` waits for a
     /// separate `orders-service migrate` step to have applied them.
     pub run_migrations: bool,
+    /// Dead letters older than this many days are purged; 0 keeps everything.
+    pub dead_letter_retention_days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +226,11 @@ impl Config {
                 100..=600_000,
             )?),
             run_migrations: vars.flag("RUN_MIGRATIONS", true)?,
+            dead_letter_retention_days: vars.number(
+                "DEAD_LETTER_RETENTION_DAYS",
+                30,
+                0..=36_500,
+            )?,
         };
         if config.shutdown_timeout.as_millis() >= u128::from(config.kafka.max_poll_interval_ms) {
             return Err(ConfigError::Invalid {

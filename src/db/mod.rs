@@ -1,6 +1,7 @@
 //! PostgreSQL: the pool, migrations, error classification and the queries.
 
 mod connect;
+pub mod dead_letters;
 pub mod models;
 pub mod queries;
 pub mod schema;
@@ -128,7 +129,9 @@ const RUNTIME_GRANTS: &[(&str, &str)] = &[
     ("deliveries", "SELECT, INSERT"),
     ("payments", "SELECT, INSERT"),
     ("items", "SELECT, INSERT"),
-    ("dead_letters", "SELECT, INSERT"),
+    // DELETE for retention (`DEAD_LETTER_RETENTION_DAYS`) only.
+    ("dead_letters", "SELECT, INSERT, DELETE"),
+    ("dead_letter_replays", "SELECT, INSERT"),
     ("__diesel_schema_migrations", "SELECT"),
 ];
 

@@ -71,6 +71,9 @@ pub struct ItemRow {
 /// One line of the recent-orders list.
 #[derive(Debug, Clone, Queryable, serde::Serialize)]
 pub struct OrderSummary {
+    /// The paging cursor (`/orders?before=`), not part of the order.
+    #[serde(skip)]
+    pub id: i64,
     pub order_uid: String,
     pub date_created: String,
     pub customer_id: String,

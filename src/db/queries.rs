@@ -8,10 +8,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Bytea, Int4, Int8, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::models::{
-    DeadLetterRow, DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow, assemble,
-};
-use super::schema::{dead_letters, deliveries, items, orders, payments};
+use super::models::{DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow, assemble};
+use super::schema::{deliveries, items, orders, payments};
 use crate::domain::{Order, Rejection};
 use crate::ingest::{Incoming, Outcome, decide, insert_candidates};
 
@@ -423,53 +421,26 @@ pub async fn order_id_bounds(conn: &mut AsyncPgConnection) -> QueryResult<Option
 /// The newest stored orders, summarised for the page's recent list.
 pub async fn recent_summaries(
     conn: &mut AsyncPgConnection,
+    before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<OrderSummary>> {
     let item_count =
         diesel::dsl::sql::<Int8>("(SELECT count(*) FROM items WHERE items.order_id = orders.id)");
-    orders::table
-        .inner_join(payments::table)
+    let mut query = orders::table.inner_join(payments::table).into_boxed();
+    if let Some(before) = before {
+        query = query.filter(orders::id.lt(before));
+    }
+    query
         .order(orders::id.desc())
         .limit(limit)
         .select((
+            orders::id,
             orders::order_uid,
             orders::date_created_raw,
             orders::customer_id,
             payments::amount,
             payments::currency,
             item_count,
-        ))
-        .load(conn)
-        .await
-}
-
-/// The newest dead letters, with at most the first `preview_bytes` of each payload (cut in
-/// the database: a list of large rejected messages must not be loaded whole).
-pub async fn recent_dead_letters(
-    conn: &mut AsyncPgConnection,
-    limit: i64,
-    preview_bytes: i32,
-) -> QueryResult<Vec<DeadLetterRow>> {
-    let preview = diesel::dsl::sql::<Bytea>("substring(payload from 1 for ")
-        .bind::<Int4, _>(preview_bytes)
-        .sql(")");
-    let size = diesel::dsl::sql::<Int4>("octet_length(payload)");
-    dead_letters::table
-        .order(dead_letters::id.desc())
-        .limit(limit)
-        .select((
-            dead_letters::id,
-            dead_letters::topic,
-            dead_letters::kafka_partition,
-            dead_letters::kafka_offset,
-            dead_letters::message_key,
-            preview,
-            size,
-            dead_letters::reason,
-            dead_letters::field,
-            dead_letters::detail,
-            dead_letters::order_uid,
-            dead_letters::received_at,
         ))
         .load(conn)
         .await

@@ -17,6 +17,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    dead_letter_replays (id) {
+        id -> Int8,
+        dead_letter_id -> Int8,
+        replayed_at -> Timestamptz,
+        result -> Text,
+        reason -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     deliveries (order_id) {
         order_id -> Int8,
         name -> Text,
@@ -85,8 +96,16 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(dead_letter_replays -> dead_letters (dead_letter_id));
 diesel::joinable!(deliveries -> orders (order_id));
 diesel::joinable!(items -> orders (order_id));
 diesel::joinable!(payments -> orders (order_id));
 
-diesel::allow_tables_to_appear_in_same_query!(dead_letters, deliveries, items, orders, payments,);
+diesel::allow_tables_to_appear_in_same_query!(
+    dead_letter_replays,
+    dead_letters,
+    deliveries,
+    items,
+    orders,
+    payments,
+);

@@ -2,6 +2,7 @@
 
 mod admin;
 pub mod cache_client;
+mod dead_letters;
 mod error;
 mod ops;
 mod orders;
@@ -140,7 +141,8 @@ pub fn admin_server(
             .wrap(from_fn(admin::require_token))
             .service(web::resource("/metrics").get(admin::metrics))
             .service(web::resource("/stats").get(ops::stats))
-            .service(web::resource("/dead-letters").get(orders::dead_letters))
+            .service(web::resource("/dead-letters").get(dead_letters::list))
+            .service(web::resource("/dead-letters/replay").post(dead_letters::replay))
             .service(get_or_head!(["/health", "/health/ready"], ops::ready))
             .service(get_or_head!("/health/live", ops::live))
             .default_service(web::to(not_found))

@@ -1,4 +1,4 @@
-//! `/order/{order_uid}`, `/orders`, `/dead-letters`.
+//! `/order/{order_uid}` and `/orders` (public), and the paging shared with `/dead-letters`.
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -8,7 +8,7 @@ use super::AppState;
 use super::cache_client::CacheClient;
 use super::error::ApiError;
 use crate::actors::cache_actor::Lookup;
-use crate::actors::db_reader::{RecentDeadLetters, RecentOrders};
+use crate::actors::db_reader::RecentOrders;
 use crate::domain::rules::is_valid_order_uid;
 
 const DEFAULT_LIMIT: i64 = 20;
@@ -46,41 +46,71 @@ pub async fn get_order(
         .body(json))
 }
 
+/// `?limit=N&before=ID` of the lists: a page size and a keyset cursor.
 #[derive(Debug, Deserialize)]
-pub struct LimitQuery {
+pub struct PageQuery {
     limit: Option<String>,
+    before: Option<String>,
 }
 
-impl LimitQuery {
-    fn limit(&self) -> Result<i64, ApiError> {
-        match &self.limit {
-            None => Ok(DEFAULT_LIMIT),
-            Some(raw) => match raw.parse::<i64>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-                _ => Err(ApiError::BadRequest(format!(
-                    "limit must be a whole number from 1 to {MAX_LIMIT}"
-                ))),
-            },
-        }
+impl PageQuery {
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        parse_limit(self.limit.as_deref())
+    }
+
+    pub fn before(&self) -> Result<Option<i64>, ApiError> {
+        parse_cursor(self.before.as_deref())
     }
 }
 
-/// `GET /orders?limit=N`: newest stored orders, summarised.
-pub async fn recent_orders(
-    query: web::Query<LimitQuery>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit()?;
-    let orders = state.db.send(RecentOrders { limit }).await??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders })))
+pub fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!(
+                "limit must be a whole number from 1 to {MAX_LIMIT}"
+            ))),
+        },
+    }
 }
 
-/// `GET /dead-letters?limit=N`: newest rejected messages with reason and detail.
-pub async fn dead_letters(
-    query: web::Query<LimitQuery>,
+/// The `before` cursor: the `next_before` of the previous page.
+pub fn parse_cursor(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(ApiError::BadRequest(
+                "before must be the next_before of a previous page (a positive whole number)"
+                    .into(),
+            )),
+        },
+    }
+}
+
+/// The cursor of the next page: the last id when the page is full, else `null` (no more).
+pub fn next_before(
+    ids: impl DoubleEndedIterator<Item = i64>,
+    len: usize,
+    limit: i64,
+) -> Option<i64> {
+    if len as i64 == limit {
+        ids.last()
+    } else {
+        None
+    }
+}
+
+/// `GET /orders?limit=N&before=CURSOR`: stored orders, newest first, summarised; follow
+/// `next_before` for the next page (stable while new orders arrive).
+pub async fn recent_orders(
+    query: web::Query<PageQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit()?;
-    let letters = state.db.send(RecentDeadLetters { limit }).await??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "dead_letters": letters })))
+    let before = query.before()?;
+    let orders = state.db.send(RecentOrders { before, limit }).await??;
+    let next = next_before(orders.iter().map(|o| o.id), orders.len(), limit);
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders, "next_before": next })))
 }

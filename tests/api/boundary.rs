@@ -182,8 +182,10 @@ async fn the_runtime_role_reads_and_inserts_but_cannot_rewrite_history() {
     for statement in [
         "UPDATE orders SET customer_id = 'someone else'",
         "DELETE FROM orders",
-        "DELETE FROM dead_letters",
+        "DELETE FROM payments",
         "UPDATE dead_letters SET reason = 'malformed'",
+        "UPDATE dead_letter_replays SET result = 'stored'",
+        "DELETE FROM dead_letter_replays",
         "TRUNCATE items",
         "TRUNCATE orders CASCADE",
         "DROP TABLE dead_letters",

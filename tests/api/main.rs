@@ -16,6 +16,7 @@ mod durability;
 mod fail_loud;
 mod ingest;
 mod memory;
+mod operate;
 mod read_api;
 mod rebalance;
 mod sigterm;
