@@ -1,10 +1,90 @@
-//! Log hygiene: per-message lines are rate-limited (a flood of bad messages must not flood
-//! the log or its disk), and text that comes from messages is cut before it is logged.
+//! Logging: the format (`LOG_FORMAT=text|json`), and hygiene — per-message lines are
+//! rate-limited (a flood of bad messages must not flood the log or its disk), and text that
+//! comes from messages is cut before it is logged.
+//!
+//! Fields that matter (`order_uid`, `partition`, `offset`, `writer`, and the access log's
+//! `method`, `route`, `status`, `duration_ms`, `request_id`) are log key-values: appended as
+//! `key=value` in text, separate JSON fields in json.
 
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::metrics::METRICS;
+
+/// `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line: `time`, `level`, `target`, `message`, then the key-values.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Installs the logger (`RUST_LOG` filter, default `info`). An unknown `LOG_FORMAT` falls
+/// back to text here; the configuration then stops start-up naming it.
+pub fn init() {
+    let format = std::env::var("LOG_FORMAT")
+        .ok()
+        .and_then(|v| LogFormat::parse(&v))
+        .unwrap_or(LogFormat::Text);
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if format == LogFormat::Json {
+        builder.format(|buf, record| writeln!(buf, "{}", json_line(record)));
+    }
+    builder.init();
+}
+
+/// A record as one JSON object.
+pub fn json_line(record: &log::Record<'_>) -> String {
+    let mut line = serde_json::Map::new();
+    line.insert(
+        "time".into(),
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into(),
+    );
+    line.insert("level".into(), record.level().as_str().into());
+    line.insert("target".into(), record.target().into());
+    line.insert("message".into(), record.args().to_string().into());
+    let mut fields = JsonFields(&mut line);
+    let _ = record.key_values().visit(&mut fields);
+    serde_json::Value::Object(line).to_string()
+}
+
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let json = if let Some(n) = value.to_i64() {
+            n.into()
+        } else if let Some(n) = value.to_u64() {
+            n.into()
+        } else if let Some(b) = value.to_bool() {
+            b.into()
+        } else if let Some(f) = value.to_f64() {
+            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+        } else {
+            value.to_string().into()
+        };
+        self.0.insert(key.as_str().to_string(), json);
+        Ok(())
+    }
+}
 
 /// Longest message-derived text (a rejection's detail) put in one log line, in characters.
 pub const MAX_LOGGED_CHARS: usize = 200;
@@ -73,22 +153,28 @@ static REJECTIONS: Mutex<LogBudget> = Mutex::new(LogBudget::new(20, Duration::fr
 /// The budget of failed-request lines (a database outage under load fails every miss).
 static REQUEST_FAILURES: Mutex<LogBudget> = Mutex::new(LogBudget::new(10, Duration::from_secs(10)));
 
-/// Logs one rejected message within the shared budget; `line` is only built when logged.
-pub fn rejection(line: impl FnOnce() -> String) {
-    limited(&REJECTIONS, log::Level::Info, "rejected messages", line);
+/// Logs one rejected message within the shared budget: its position and reason as fields,
+/// its detail cut (it can quote the payload, which is personal data).
+pub fn rejection(partition: i32, offset: i64, reason: &str, detail: &str) {
+    if allowed(&REJECTIONS, log::Level::Info, "rejected messages") {
+        log::info!(
+            target: "orders_service::ingest",
+            partition = partition, offset = offset, reason = reason;
+            "rejected message: {}",
+            cut(detail, MAX_LOGGED_CHARS)
+        );
+    }
 }
 
 /// Logs why a request failed (the client only gets a plain sentence), within a budget.
 pub fn request_failure(level: log::Level, line: impl FnOnce() -> String) {
-    limited(&REQUEST_FAILURES, level, "failed requests", line);
+    if allowed(&REQUEST_FAILURES, level, "failed requests") {
+        log::log!(level, "{}", line());
+    }
 }
 
-fn limited(
-    budget: &Mutex<LogBudget>,
-    level: log::Level,
-    what: &str,
-    line: impl FnOnce() -> String,
-) {
+/// Whether the budget allows one more line; says first how many were left out before.
+fn allowed(budget: &Mutex<LogBudget>, level: log::Level, what: &str) -> bool {
     let decision = budget
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -101,15 +187,43 @@ fn limited(
                     "{suppressed} more {what} were not logged in the last window (see the metrics)"
                 );
             }
-            log::log!(level, "{}", line());
+            true
         }
-        Budget::Skip => METRICS.log_lines_suppressed.inc(),
+        Budget::Skip => {
+            METRICS.log_lines_suppressed.inc();
+            false
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_line_has_the_standard_fields_and_the_key_values() {
+        let kvs: &[(&str, i64)] = &[("partition", 3), ("offset", 17)];
+        let record = log::Record::builder()
+            .level(log::Level::Info)
+            .target("orders_service::ingest")
+            .args(format_args!("rejected message"))
+            .key_values(&kvs)
+            .build();
+        let line: serde_json::Value = serde_json::from_str(&json_line(&record)).expect("json");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["target"], "orders_service::ingest");
+        assert_eq!(line["message"], "rejected message");
+        assert_eq!(line["partition"], 3);
+        assert_eq!(line["offset"], 17);
+        assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+
+    #[test]
+    fn log_formats_are_named() {
+        assert_eq!(LogFormat::parse("JSON"), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse(""), Some(LogFormat::Text));
+        assert_eq!(LogFormat::parse("xml"), None);
+    }
 
     #[test]
     fn long_text_is_cut_and_says_how_much_is_missing() {

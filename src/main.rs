@@ -1,5 +1,6 @@
 //! orders-service: `orders-service` runs the service, `orders-service migrate` applies the
-//! database migrations and exits. Configuration comes from the environment and `.env`.
+//! database migrations and exits, `orders-service replay` replays dead letters.
+//! Configuration comes from the environment and `.env`.
 
 use std::process::ExitCode;
 
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A missing .env is fine: the environment may hold everything.
     let _ = dotenvy::dotenv();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    orders_service::logging::init();
 
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -143,8 +143,18 @@ impl Declare for Gauge {
     }
 }
 
-/// The process-wide metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+/// The process-wide metrics. Every rejection reason's series exists from the start (at 0),
+/// so `rate()` sees the first one and dashboards show the series before anything fails.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let metrics = Metrics::new();
+    for reason in crate::domain::RejectReason::ALL {
+        metrics.dead_letters.with_label_values(&[reason.as_str()]);
+        metrics
+            .validation_failures
+            .with_label_values(&[reason.as_str()]);
+    }
+    metrics
+});
 
 #[cfg(test)]
 mod tests {

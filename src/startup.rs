@@ -52,9 +52,12 @@ impl Application {
     /// runs). Must run inside an actix System.
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let health = Arc::new(Health::new());
-        if config.kafka.dlq_topic.is_none() {
-            health.set_dlq(DlqState::Off);
-        }
+        // Sets `orders_dlq_up` too, which would read 0 until the first publish otherwise.
+        health.set_dlq(if config.kafka.dlq_topic.is_none() {
+            DlqState::Off
+        } else {
+            DlqState::Ok
+        });
         let pool = db::read_pool(&config.database, config.db_pool_size);
         let cache = CacheActor::new(config.cache_max_bytes, pool.clone()).start();
         let reader_settings = ReaderSettings {
@@ -81,6 +84,7 @@ impl Application {
             db: db_reader,
             reader: reader_slot.clone(),
             health: health.clone(),
+            access_log: config.access_log,
         });
         let metrics = http::http_metrics()?;
         let server = http::public_server(public, state.clone(), metrics.clone(), workers)?;

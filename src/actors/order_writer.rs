@@ -96,9 +96,9 @@ impl OrderWriter {
             let mut condition: Option<Condition> = None;
             let outcomes = write_durably(&mut store, &messages, &policy, &mut |c| {
                 if let Some(c) = &c {
-                    log::warn!("writer {writer}: cannot make progress ({c:?})");
+                    log::warn!(writer = writer; "writer {writer}: cannot make progress ({c:?})");
                 } else {
-                    log::info!("writer {writer}: making progress again");
+                    log::info!(writer = writer; "writer {writer}: making progress again");
                 }
                 peers
                     .health
@@ -203,15 +203,12 @@ impl Handler<Write> for OrderWriter {
                 .with_label_values(&[rejection.reason.as_str()])
                 .inc();
             // Rate-limited and cut: the detail can quote the message, which is personal data.
-            crate::logging::rejection(|| {
-                format!(
-                    "rejected message partition={} offset={} reason={} detail={}",
-                    position.partition,
-                    position.offset,
-                    rejection.reason,
-                    crate::logging::cut(&rejection.detail, crate::logging::MAX_LOGGED_CHARS)
-                )
-            });
+            crate::logging::rejection(
+                position.partition,
+                position.offset,
+                rejection.reason.as_str(),
+                &rejection.detail,
+            );
         }
         self.queue.push((
             msg.epoch,

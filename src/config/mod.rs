@@ -60,6 +60,11 @@ pub struct Config {
     pub run_migrations: bool,
     /// Dead letters older than this many days are purged; 0 keeps everything.
     pub dead_letter_retention_days: u32,
+    /// `LOG_FORMAT` (applied by `logging::init` before the configuration is read; checked here
+    /// so that a bad value stops start-up naming it).
+    pub log_format: crate::logging::LogFormat,
+    /// `ACCESS_LOG`: one line per HTTP request.
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +236,15 @@ impl Config {
                 30,
                 0..=36_500,
             )?,
+            log_format: {
+                let raw = vars.text("LOG_FORMAT", "text");
+                crate::logging::LogFormat::parse(&raw).ok_or(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    value: raw,
+                    reason: "must be text or json".into(),
+                })?
+            },
+            access_log: vars.flag("ACCESS_LOG", true)?,
         };
         if config.shutdown_timeout.as_millis() >= u128::from(config.kafka.max_poll_interval_ms) {
             return Err(ConfigError::Invalid {

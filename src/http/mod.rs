@@ -1,5 +1,6 @@
 //! The HTTP server: routes, security headers, limits, JSON errors everywhere.
 
+mod access;
 mod admin;
 pub mod cache_client;
 mod dead_letters;
@@ -39,6 +40,8 @@ pub struct AppState {
     /// Set once ingestion has started (the HTTP server starts before it).
     pub reader: Arc<std::sync::OnceLock<Addr<KafkaReader>>>,
     pub health: Arc<Health>,
+    /// `ACCESS_LOG`.
+    pub access_log: bool,
 }
 
 /// Only the service's own scripts and styles; no inline code, no third parties.
@@ -58,11 +61,12 @@ pub fn http_metrics() -> anyhow::Result<PrometheusMetrics> {
 }
 
 /// An `App` with what both listeners share: state, JSON errors everywhere, request metrics,
-/// standard methods only, security headers.
+/// standard methods only, security headers, request ids and the access log.
 macro_rules! app_with_defaults {
     ($state:expr, $prometheus:expr) => {
         App::new()
             .app_data($state.clone())
+            .app_data(web::Data::new(access::AccessLog($state.access_log)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::BadRequest(format!("bad query string: {e}")).into()
             }))
@@ -81,6 +85,7 @@ macro_rules! app_with_defaults {
                     .add((header::X_FRAME_OPTIONS, "DENY"))
                     .add((header::REFERRER_POLICY, "no-referrer")),
             )
+            .wrap(from_fn(access::request_id_and_access_log))
     };
 }
 

@@ -257,9 +257,10 @@ async fn refuse_one<S: BatchStore, F: FnMut(Option<Condition>)>(
 ) -> Outcome {
     let position = message.position;
     let rejection = storage_rejection(message, error);
+    let uid = message.order_uid().unwrap_or("?");
     log::error!(
-        "the database refuses order {} at partition={} offset={} ({error}): keeping it as a storage dead letter",
-        message.order_uid().unwrap_or("?"),
+        order_uid = uid, partition = position.partition, offset = position.offset;
+        "the database refuses order {uid} at partition={} offset={} ({error}): keeping it as a storage dead letter",
         position.partition,
         position.offset
     );
@@ -280,6 +281,7 @@ async fn refuse_one<S: BatchStore, F: FnMut(Option<Condition>)>(
             Err(StoreError::Refused(reason) | StoreError::TimedOut(reason)) => {
                 if reporter.current != Some(Condition::Blocked) {
                     log::error!(
+                        partition = position.partition, offset = position.offset;
                         "the database refuses the dead letter of partition={} offset={} too ({reason}): \
                          this writer is blocked and nothing past it is committed until the database accepts one of them",
                         position.partition,
@@ -295,6 +297,7 @@ async fn refuse_one<S: BatchStore, F: FnMut(Option<Condition>)>(
             && !outcomes.is_empty()
         {
             log::info!(
+                partition = position.partition, offset = position.offset;
                 "partition={} offset={}: accepted on retry",
                 position.partition,
                 position.offset
