@@ -292,7 +292,7 @@ async fn each_list_query_is_an_index_range_scan() {
             "dead_letters_pkey",
         ),
     ] {
-        let plan: Vec<Line> = sql_query(format!("EXPLAIN SELECT id FROM dead_letters {sql}"))
+        let plan: Vec<Line> = sql_query(format!("EXPLAIN SELECT * FROM dead_letters {sql}"))
             .load(&mut conn)
             .await
             .expect("explain");
