@@ -179,6 +179,42 @@ async fn the_runtime_role_reads_and_inserts_but_cannot_rewrite_history() {
     .await;
     assert!(stored, "log:\n{}", service.log_text());
 
+    assert_history_is_read_and_insert_only(&mut runtime).await;
+    assert_eq!(
+        count(&mut runtime, "SELECT count(*) AS n FROM orders").await,
+        10
+    );
+    assert_eq!(
+        count(&mut runtime, "SELECT count(*) AS n FROM items").await,
+        10
+    );
+
+    // The same on the project's own set-up: `scripts/pg`'s `orders` database and roles,
+    // migrated by `orders-service migrate` with the URLs `scripts/infra` prints.
+    let admin_url = crate::helpers::env("TEST_ADMIN_DATABASE_URL");
+    let (base, _) = admin_url.rsplit_once('/').expect("url has a path");
+    let own = |user: &str| format!("{base}/orders").replace("postgres:postgres@", user);
+    let out = Command::new(env!("CARGO_BIN_EXE_orders-service"))
+        .arg("migrate")
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("DATABASE_URL", own("orders_app:orders_app@"))
+        .env("MIGRATION_DATABASE_URL", own("orders_owner:orders_owner@"))
+        .output()
+        .expect("run migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut runtime = AsyncPgConnection::establish(&own("orders_app:orders_app@"))
+        .await
+        .expect("connect to scripts/pg's orders database");
+    assert_history_is_read_and_insert_only(&mut runtime).await;
+}
+
+/// Everything that would rewrite or drop history is refused to the runtime role.
+async fn assert_history_is_read_and_insert_only(runtime: &mut AsyncPgConnection) {
     for statement in [
         "UPDATE orders SET customer_id = 'someone else'",
         "DELETE FROM orders",
@@ -194,19 +230,11 @@ async fn the_runtime_role_reads_and_inserts_but_cannot_rewrite_history() {
         "CREATE INDEX ON orders (customer_id)",
         "DELETE FROM __diesel_schema_migrations",
     ] {
-        let result = sql_query(statement).execute(&mut runtime).await;
+        let result = sql_query(statement).execute(&mut *runtime).await;
         let err = result.expect_err(statement).to_string();
         assert!(
             err.contains("permission denied") || err.contains("must be owner"),
             "{statement}: {err}"
         );
     }
-    assert_eq!(
-        count(&mut runtime, "SELECT count(*) AS n FROM orders").await,
-        10
-    );
-    assert_eq!(
-        count(&mut runtime, "SELECT count(*) AS n FROM items").await,
-        10
-    );
 }
