@@ -22,6 +22,8 @@ pub struct Ingest {
     pub consumer: Arc<OrdersConsumer>,
     /// Kept so the writers' threads live as long as the application.
     pub writer_arbiters: Vec<Arbiter>,
+    /// `KAFKA_INSTANCE_ID` is set: the member does not leave the group at shutdown.
+    pub static_member: bool,
 }
 
 pub async fn ordered_stop(
@@ -40,7 +42,13 @@ pub async fn ordered_stop(
         report.committed,
         report.abandoned
     );
-    leave_group(&ingest.consumer).await;
+    if ingest.static_member {
+        // A static member keeps its partitions for the session timeout, so that the same
+        // instance, restarted, takes them back at once (a rolling restart moves nothing).
+        log::info!("static member (KAFKA_INSTANCE_ID): not leaving the group");
+    } else {
+        leave_group(&ingest.consumer).await;
+    }
     for server in http {
         server.stop(true).await;
     }

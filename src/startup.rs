@@ -260,6 +260,7 @@ async fn start_ingest(
         reader,
         consumer,
         writer_arbiters: arbiters,
+        static_member: config.kafka.instance_id.is_some(),
     })
 }
 

@@ -79,6 +79,9 @@ pub struct KafkaConfig {
     pub max_poll_interval_ms: u32,
     /// How often librdkafka commits the stored offsets (also on revoke and at shutdown).
     pub auto_commit_interval_ms: u32,
+    /// `KAFKA_INSTANCE_ID`: static group membership (`group.instance.id`). A restarted
+    /// instance with the same id takes its partitions back at once, without a rebalance.
+    pub instance_id: Option<String>,
     /// Security and passthrough properties for every Kafka client.
     pub client: ClientProperties,
 }
@@ -197,6 +200,10 @@ impl Config {
                     100..=600_000,
                 )?,
                 client,
+                instance_id: match vars.raw("KAFKA_INSTANCE_ID") {
+                    Some(id) if !id.trim().is_empty() => Some(instance_id(id.trim())?),
+                    _ => None,
+                },
             },
             ingest: IngestConfig {
                 max_payload_bytes: vars.number("MAX_PAYLOAD_BYTES", 64 * 1024, 1024..=16 << 20)?,
@@ -286,6 +293,24 @@ impl Config {
             });
         }
         Ok(config)
+    }
+}
+
+/// A static member id: what Kafka accepts (at most 249 of `A-Z a-z 0-9 . _ -`); unique per
+/// instance of the group, stable across its restarts (e.g. the pod or host name).
+fn instance_id(id: &str) -> Result<String, ConfigError> {
+    let valid = id.len() <= 249
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(id.to_string())
+    } else {
+        Err(ConfigError::Invalid {
+            name: "KAFKA_INSTANCE_ID",
+            value: id.to_string(),
+            reason: "must be at most 249 characters of A-Z, a-z, 0-9, '.', '_' or '-'".into(),
+        })
     }
 }
 
@@ -496,6 +521,15 @@ mod tests {
         ])
         .expect_err("same listener");
         assert!(err.to_string().starts_with("ADMIN_ADDR="), "{err}");
+    }
+
+    #[test]
+    fn a_static_member_id_is_checked() {
+        let c = load(&[DB, ("KAFKA_INSTANCE_ID", "orders-1")]).expect("valid");
+        assert_eq!(c.kafka.instance_id.as_deref(), Some("orders-1"));
+        assert_eq!(load(&[DB]).expect("valid").kafka.instance_id, None);
+        let err = load(&[DB, ("KAFKA_INSTANCE_ID", "a b")]).expect_err("space");
+        assert!(err.to_string().starts_with("KAFKA_INSTANCE_ID="), "{err}");
     }
 
     #[test]

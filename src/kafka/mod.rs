@@ -296,6 +296,9 @@ pub fn consumer(
         .set("queued.max.messages.kbytes", "65536")
         .set("fetch.wait.max.ms", "100")
         .set("partition.assignment.strategy", "roundrobin");
+    if let Some(id) = &config.instance_id {
+        client.set("group.instance.id", id);
+    }
     config.client.apply(&mut client);
     let consumer: OrdersConsumer = client.create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;

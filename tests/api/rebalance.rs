@@ -139,3 +139,36 @@ async fn offsets_are_committed_on_revoke_so_the_next_owner_re_reads_nothing() {
     let consumed = metric(&second, "orders_messages_consumed_total").await;
     assert_eq!(consumed, Some(0.0), "the new owner re-read messages");
 }
+
+/// Static membership (`KAFKA_INSTANCE_ID`): an instance killed and started again takes its
+/// partitions back at once instead of waiting for its old session to time out (30 s here;
+/// with dynamic membership the restarted instance consumes nothing until then).
+#[tokio::test]
+async fn a_static_member_killed_and_restarted_consumes_again_at_once() {
+    let env = TestEnv::new("static_member").await;
+    let settings = [
+        ("KAFKA_INSTANCE_ID", "orders-test-1"),
+        ("KAFKA_SESSION_TIMEOUT_MS", "30000"),
+    ];
+    let first = Service::start(&env, &settings);
+    env.produce_orders((0..20).map(|i| format!("static-{i}")))
+        .await;
+    assert!(wait_until_drained(&env, Duration::from_secs(30)).await);
+    first.kill();
+
+    let restarted = std::time::Instant::now();
+    let second = Service::start(&env, &settings);
+    env.produce_orders((0..20).map(|i| format!("static-after-{i}")))
+        .await;
+    let resumed = eventually(Duration::from_secs(10), || async {
+        count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await == 40
+    })
+    .await;
+    let took = restarted.elapsed();
+    assert!(
+        resumed,
+        "not consumed within 10 s of the restart (the old session lasts 30 s); log:\n{}",
+        second.log_text()
+    );
+    eprintln!("static member: consuming again {took:?} after the restart");
+}
