@@ -24,6 +24,7 @@ pub async fn require_token(
         .and_then(|auth| auth.0.clone());
     let allowed = match &token {
         None => true,
+        Some(_) if is_page_file(&req) => true,
         Some(token) => req
             .headers()
             .get(header::AUTHORIZATION)
@@ -47,6 +48,15 @@ pub async fn require_token(
             detail: "admin endpoints need the header Authorization: Bearer <ADMIN_TOKEN>",
         });
     Ok(req.into_response(response).map_into_right_body())
+}
+
+/// The operator page's own files: static, no data in them.
+fn is_page_file(req: &ServiceRequest) -> bool {
+    req.method() == actix_web::http::Method::GET
+        && matches!(
+            req.path(),
+            "/" | "/index.html" | "/admin.js" | "/admin.css" | "/favicon.svg"
+        )
 }
 
 /// `GET /metrics`: every metric of the service, Prometheus text format.

@@ -145,6 +145,12 @@ pub fn admin_server(
             // Outermost but the headers: a request without the token costs no metrics series.
             .wrap(from_fn(admin::require_token))
             .service(web::resource("/metrics").get(admin::metrics))
+            // The operator's page: its files carry no data and load without the token; the
+            // page then sends the token with every request.
+            .service(web::resource(["/", "/index.html"]).get(admin_page))
+            .service(web::resource("/admin.js").get(admin_asset))
+            .service(web::resource("/admin.css").get(admin_asset))
+            .service(web::resource("/favicon.svg").get(admin_asset))
             .service(web::resource("/stats").get(ops::stats))
             .service(web::resource("/dead-letters").get(dead_letters::list))
             .service(web::resource("/dead-letters/replay").post(dead_letters::replay))
@@ -241,6 +247,23 @@ const APP_JS: &str = include_str!("../../static/app.js");
 const STYLE_CSS: &str = include_str!("../../static/style.css");
 const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
 const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+const ADMIN_HTML: &str = include_str!("../../static/admin.html");
+const ADMIN_JS: &str = include_str!("../../static/admin.js");
+const ADMIN_CSS: &str = include_str!("../../static/admin.css");
+
+async fn admin_page() -> HttpResponse {
+    static_file("text/html; charset=utf-8", ADMIN_HTML)
+}
+
+async fn admin_asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    match req.path() {
+        "/admin.js" => Ok(static_file("text/javascript; charset=utf-8", ADMIN_JS)),
+        "/admin.css" => Ok(static_file("text/css; charset=utf-8", ADMIN_CSS)),
+        "/favicon.svg" => Ok(static_file("image/svg+xml", FAVICON_SVG)),
+        _ => Err(no_such_resource(&req)),
+    }
+}
 
 async fn page() -> HttpResponse {
     static_file("text/html; charset=utf-8", INDEX_HTML)
