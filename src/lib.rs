@@ -12,19 +12,25 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: typed configuration from env/.env; errors name the variable.
+//! - [`config`]: typed configuration from env/.env; errors name the variable; secrets never in
+//!   `Debug`; Kafka security and `KAFKA_OPTION_*` properties.
 //! - [`startup`]: the build order: HTTP first (so `/health` answers), then wait for the
 //!   database → migrations under an advisory lock → cache warm-up → topics → reader + writers.
 //! - [`shutdown`]: the ordered, bounded stop.
 //! - [`domain`]: the order model and `parse_and_validate` (pure, heavily unit-tested).
 //! - [`ingest`]: what becomes of each message of a batch (stored, duplicate, dead letter), and
 //!   [`ingest::durable`], the retry / split / dead-letter / block policy over a `BatchStore`.
-//! - [`db`]: migrations, schema, row models, queries; errors sorted by whether the database
-//!   answered.
+//! - [`db`]: `DATABASE_URL` → connections (libpq's TLS options over rustls), migrations and
+//!   the runtime role's grants, schema, row models, queries (dead letters: pages, replay
+//!   selection, retention); errors sorted by whether the database answered.
 //! - [`kafka`]: consumer configuration and context, the `OffsetTracker`, the flow control
 //!   (pause decisions), the topic probe, the DLQ publisher.
 //! - [`actors`]: KafkaReader, OrderWriter, CacheActor, DbReader (its `mod.rs` is the map).
-//! - [`http`]: routes and handlers; every error a JSON body.
+//! - [`http`]: the public listener (page, orders, probes) and the admin listener (bearer token,
+//!   metrics, stats, dead letters, replay, the operator's page); request ids and the access
+//!   log; every error a JSON body.
+//! - [`replay`]: dead letters through today's validation and write path, outcomes recorded.
+//! - [`logging`]: `LOG_FORMAT` (text, json) and the log budgets.
 //! - [`health`]: component states shared by actors and `/health`.
 //! - [`metrics`]: every Prometheus metric, declared once with its help text.
 

@@ -13,10 +13,13 @@
 //! [`messages`], so neither imports the other and a test actor can stand in for either.
 //! - [`CacheActor`](cache_actor::CacheActor) (main System): owns the cache; answers `Get`
 //!   from HTTP workers (a batch of lookups, one message in flight per worker, see
-//!   `http::cache_client`; reading through to PostgreSQL on a miss), takes `Put` from
-//!   writers and `Warm` pages at start-up; answers `GetCacheStats`.
+//!   `http::cache_client`; reading through to PostgreSQL on a miss, concurrent misses for one
+//!   id sharing one read, an absent id remembered briefly), takes `Put` from writers and
+//!   from the admin replay, and `Warm` pages at start-up; answers `GetCacheStats`.
 //! - [`DbReader`](db_reader::DbReader) (main System): answers `RecentOrders`,
-//!   `RecentDeadLetters`, `CountOrders`; probes the database every second for `/health`.
+//!   `DeadLetterPage`, `ReplayLetters` and `CountOrders` (at most one count every few
+//!   seconds); probes the database every second for `/health`; purges old dead letters
+//!   (retention) hourly.
 
 /// Mailbox size of every actor for `send().await` callers (the default, 16, would make HTTP
 /// handlers queue behind each other); `do_send` is not bounded by it.
