@@ -1,8 +1,9 @@
 // Operator page of the admin listener. Plain JS, no build step, no dependencies.
 //
 // Dead-letter payloads, keys, details and order uids come from untrusted producers. The DOM
-// is built only with createElement / createElementNS / textContent / setAttribute (no API
-// that parses HTML is used anywhere), so any markup inside the data is shown literally.
+// is built only with the helpers of dom.js (createElement / createElementNS / textContent /
+// setAttribute; no API that parses HTML is used anywhere), so any markup inside the data is
+// shown literally.
 'use strict';
 
 (function () {
@@ -14,7 +15,9 @@
   const PREVIEW_BYTES = 4096;
   const DETAIL_CUT = 160;
   const LISTED_RESULTS = 20;
-  const EMPTY = '—';
+
+  // The DOM builders and text helpers shared with the public page (dom.js, loaded first).
+  const { EMPTY, h, s, clear, plain, utcText, localText } = window.OrdersDom;
 
   /** Page size of the dead-letter list: ?limit=N in the page's address (1–1000), else 50. */
   const PAGE_SIZE = (() => {
@@ -85,67 +88,9 @@
 
   // ---------------------------------------------------------------- helpers
 
-  /** Create an element; `text` is always assigned through textContent. */
-  function h(tag, props, children) {
-    const node = document.createElement(tag);
-    setProps(node, props);
-    for (const child of children || []) {
-      if (child === null || child === undefined) continue;
-      node.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
-    }
-    return node;
-  }
-
-  const SVG_NS = 'http://www.w3.org/2000/svg';
-
-  /** An SVG element; `text` through textContent, everything else as attributes. */
-  function s(tag, props, children) {
-    const node = document.createElementNS(SVG_NS, tag);
-    setProps(node, props);
-    for (const child of children || []) if (child) node.appendChild(child);
-    return node;
-  }
-
-  function setProps(node, props) {
-    if (!props) return;
-    for (const [key, value] of Object.entries(props)) {
-      if (value === undefined || value === null) continue;
-      if (key === 'text') node.textContent = String(value);
-      else if (key === 'className') node.setAttribute('class', value);
-      else node.setAttribute(key, String(value));
-    }
-  }
-
-  function clear(node) {
-    while (node.firstChild) node.removeChild(node.firstChild);
-  }
-
   const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
   const int = new Intl.NumberFormat('en', { maximumFractionDigits: 0 });
   const dec1 = new Intl.NumberFormat('en', { maximumFractionDigits: 1 });
-
-  function plain(value) {
-    if (value === undefined || value === null || value === '') return EMPTY;
-    if (typeof value === 'object') return JSON.stringify(value);
-    return String(value);
-  }
-
-  function pad(n) {
-    return String(n).padStart(2, '0');
-  }
-
-  /** "2021-11-26 06:22:07 UTC" */
-  function utcText(date) {
-    return (
-      date.getUTCFullYear() + '-' + pad(date.getUTCMonth() + 1) + '-' + pad(date.getUTCDate()) +
-      ' ' + pad(date.getUTCHours()) + ':' + pad(date.getUTCMinutes()) + ':' + pad(date.getUTCSeconds()) +
-      ' UTC'
-    );
-  }
-
-  function localText(date) {
-    return date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
-  }
 
   /** A <time> with the UTC text, the local time as its title. */
   function timeNode(raw) {

@@ -1,15 +1,17 @@
 // Orders web page. Plain JS, no build step, no dependencies.
 //
-// Every order field comes from untrusted producers. The DOM is built only with
-// createElement / textContent / setAttribute (never innerHTML or friends), so
-// any markup inside the data is shown literally as text.
+// Every order field comes from untrusted producers. The DOM is built only with the
+// helpers of dom.js (createElement / textContent / setAttribute, never innerHTML or
+// friends), so any markup inside the data is shown literally as text.
 'use strict';
 
 (function () {
   const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const RECENT_LIMIT = 20;
   const TIMEOUT_MS = 15000;
-  const EMPTY = '—';
+
+  // The DOM builders and text helpers shared with the operator's page (dom.js, loaded first).
+  const { EMPTY, h, clear, isBlank, plain, utcText, localText } = window.OrdersDom;
 
   const byId = (id) => document.getElementById(id);
   const ui = {
@@ -35,64 +37,16 @@
 
   // ---------------------------------------------------------------- helpers
 
-  /** Create an element; `text` is always assigned through textContent. */
-  function h(tag, props, children) {
-    const node = document.createElement(tag);
-    if (props) {
-      for (const [key, value] of Object.entries(props)) {
-        if (value === undefined || value === null) continue;
-        if (key === 'text') node.textContent = String(value);
-        else if (key === 'className') node.className = value;
-        else node.setAttribute(key, String(value));
-      }
-    }
-    if (children) {
-      for (const child of children) {
-        if (child === null || child === undefined) continue;
-        node.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
-      }
-    }
-    return node;
-  }
-
-  function clear(node) {
-    while (node.firstChild) node.removeChild(node.firstChild);
-  }
-
-  function isBlank(value) {
-    return value === undefined || value === null || value === '';
-  }
-
-  function plain(value) {
-    if (isBlank(value)) return EMPTY;
-    if (typeof value === 'object') return JSON.stringify(value);
-    return String(value);
-  }
-
   function money(value, currency) {
     if (isBlank(value)) return EMPTY;
     return isBlank(currency) ? String(value) : String(value) + ' ' + String(currency);
   }
 
-  function pad(n) {
-    return String(n).padStart(2, '0');
-  }
-
-  /** "2021-11-26 06:22:07 UTC" */
-  function utcText(date) {
-    return (
-      date.getUTCFullYear() + '-' + pad(date.getUTCMonth() + 1) + '-' + pad(date.getUTCDate()) +
-      ' ' + pad(date.getUTCHours()) + ':' + pad(date.getUTCMinutes()) + ':' + pad(date.getUTCSeconds()) +
-      ' UTC'
-    );
-  }
-
   /** A <time> element with a UTC text and the visitor's local time underneath. */
   function dateNode(date, raw) {
-    const local = date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
     return h('span', { className: 'date' }, [
       h('time', { datetime: date.toISOString(), title: String(raw), text: utcText(date) }),
-      h('span', { className: 'sub', text: 'local: ' + local }),
+      h('span', { className: 'sub', text: 'local: ' + localText(date) }),
     ]);
   }
 

@@ -55,7 +55,12 @@ fn is_page_file(req: &ServiceRequest) -> bool {
     req.method() == actix_web::http::Method::GET
         && matches!(
             req.path(),
-            "/" | "/index.html" | "/admin.js" | "/admin.css" | "/favicon.svg"
+            "/" | "/index.html"
+                | "/admin.js"
+                | "/admin.css"
+                | "/favicon.svg"
+                | "/dom.js"
+                | "/base.css"
         )
 }
 

@@ -151,6 +151,8 @@ pub fn admin_server(
             .service(web::resource("/admin.js").get(admin_asset))
             .service(web::resource("/admin.css").get(admin_asset))
             .service(web::resource("/favicon.svg").get(admin_asset))
+            .service(web::resource("/dom.js").get(admin_asset))
+            .service(web::resource("/base.css").get(admin_asset))
             .service(web::resource("/stats").get(ops::stats))
             .service(web::resource("/dead-letters").get(dead_letters::list))
             .service(web::resource("/dead-letters/replay").post(dead_letters::replay))
@@ -246,6 +248,9 @@ const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_JS: &str = include_str!("../../static/app.js");
 const STYLE_CSS: &str = include_str!("../../static/style.css");
 const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
+// Shared by both pages: the DOM helpers (text only, never HTML) and the base styles.
+const DOM_JS: &str = include_str!("../../static/dom.js");
+const BASE_CSS: &str = include_str!("../../static/base.css");
 const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 const ADMIN_HTML: &str = include_str!("../../static/admin.html");
@@ -261,6 +266,8 @@ async fn admin_asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         "/admin.js" => Ok(static_file("text/javascript; charset=utf-8", ADMIN_JS)),
         "/admin.css" => Ok(static_file("text/css; charset=utf-8", ADMIN_CSS)),
         "/favicon.svg" => Ok(static_file("image/svg+xml", FAVICON_SVG)),
+        "/dom.js" => Ok(static_file("text/javascript; charset=utf-8", DOM_JS)),
+        "/base.css" => Ok(static_file("text/css; charset=utf-8", BASE_CSS)),
         _ => Err(no_such_resource(&req)),
     }
 }
@@ -274,6 +281,8 @@ async fn asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         "app.js" => Ok(static_file("text/javascript; charset=utf-8", APP_JS)),
         "style.css" => Ok(static_file("text/css; charset=utf-8", STYLE_CSS)),
         "favicon.svg" => Ok(static_file("image/svg+xml", FAVICON_SVG)),
+        "dom.js" => Ok(static_file("text/javascript; charset=utf-8", DOM_JS)),
+        "base.css" => Ok(static_file("text/css; charset=utf-8", BASE_CSS)),
         _ => Err(no_such_resource(&req)),
     }
 }

@@ -235,7 +235,13 @@ async fn lists_health_stats_metrics_openapi_and_the_page() {
     );
     let html = page.text().await.expect("html");
     assert!(html.contains("app.js") && !html.contains("http://") && !html.contains("https://"));
-    for asset in ["/app.js", "/style.css", "/favicon.svg"] {
+    for asset in [
+        "/app.js",
+        "/style.css",
+        "/favicon.svg",
+        "/dom.js",
+        "/base.css",
+    ] {
         assert_eq!(get(&service, asset).await.status(), 200, "{asset}");
     }
 }

@@ -13,28 +13,24 @@
 // Env: ADMIN_URL (required, else the tests are skipped), ADMIN_TOKEN (required with it),
 //      ADMIN_BIG_UID, ADMIN_XSS_PAYLOAD, ADMIN_XSS_KEY, ADMIN_LETTERS (the number of dead
 //      letters, default 8), BASE_URL (public listener, optional: checks the replayed order is
-//      served), CHROMIUM_PATH (default /usr/bin/chromium), READY_TIMEOUT_MS (default 30000).
-import { test, before, after } from 'node:test';
+//      served), and those of support.mjs: CHROMIUM_PATH (default /usr/bin/chromium),
+//      READY_TIMEOUT_MS (default 30000).
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  ALLOW_401, ARTIFACTS, TEST_TIMEOUT, assertNothingInjected, envUrl, fetchJson, openRecordedPage, pageFiles,
+  pollUntil, trapNativeDialogs, useBrowser,
+} from './support.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ADMIN_URL = (process.env.ADMIN_URL || '').replace(/\/+$/, '');
+const ADMIN_URL = envUrl('ADMIN_URL');
 const ADMIN_TOKEN = process.env.ADMIN_TOKEN || '';
-const BASE_URL = (process.env.BASE_URL || '').replace(/\/+$/, '');
+const BASE_URL = envUrl('BASE_URL');
 const BIG_UID = process.env.ADMIN_BIG_UID || '';
 const XSS_PAYLOAD = process.env.ADMIN_XSS_PAYLOAD ||
   '<img src=x onerror=window.__xss=1><script>window.__xss=2</script>';
 const XSS_KEY = process.env.ADMIN_XSS_KEY || '<svg onload=window.__xss=3>';
 const LETTERS = Number(process.env.ADMIN_LETTERS || 8);
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const ARTIFACTS = path.join(HERE, 'artifacts');
-const READY_TIMEOUT_MS = Number(process.env.READY_TIMEOUT_MS || 30000);
-const TEST_TIMEOUT = 90_000;
-const UI_TIMEOUT = 15_000;
 const TOKEN_KEY = 'orders-admin-token';
 const COMPONENTS = ['status', 'database', 'kafka', 'topic', 'dlq', 'cache', 'ingest'];
 
@@ -47,16 +43,9 @@ async function adminJson(urlPath, { method = 'GET', body, token = ADMIN_TOKEN } 
   const headers = { Accept: 'application/json' };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(ADMIN_URL + urlPath, {
+  return fetchJson(ADMIN_URL + urlPath, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
-  let json = null;
-  try {
-    json = await res.json();
-  } catch {
-    // not JSON
-  }
-  return { status: res.status, body: json };
 }
 
 async function allLetters(query = '') {
@@ -70,91 +59,42 @@ async function letterById(id) {
 }
 
 async function waitForLetters() {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  let last = '';
-  for (;;) {
-    try {
-      const { status, body } = await adminJson('/dead-letters?limit=1000');
-      if (status === 200 && body.dead_letters.length >= LETTERS) return;
-      last = status === 200 ? `${body.dead_letters.length} dead letters` : `HTTP ${status}`;
-    } catch (err) {
-      last = err.cause?.code || err.message;
-    }
-    if (Date.now() > deadline) throw new Error(`${LETTERS} dead letters not at ${ADMIN_URL}: ${last}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
+  await pollUntil(`${LETTERS} dead letters not at ${ADMIN_URL}`, async () => {
+    const { status, body } = await adminJson('/dead-letters?limit=1000');
+    if (status === 200 && body.dead_letters.length >= LETTERS) return true;
+    return status === 200 ? `${body.dead_letters.length} dead letters` : `HTTP ${status}`;
+  });
 }
 
 // ------------------------------------------------------------------ browser plumbing
 
-let browser;
-
-before(async () => {
-  if (skip) return;
-  assert.ok(ADMIN_TOKEN.length >= 16, 'ADMIN_TOKEN (16+ characters) must be set with ADMIN_URL');
-  await waitForLetters();
-  await fs.mkdir(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}, { timeout: READY_TIMEOUT_MS + 30_000 });
-
-after(async () => {
-  if (browser) await browser.close();
+const browser = useBrowser({
+  skip,
+  prepare: async () => {
+    assert.ok(ADMIN_TOKEN.length >= 16, 'ADMIN_TOKEN (16+ characters) must be set with ADMIN_URL');
+    await waitForLetters();
+  },
 });
 
-// Browsers log HTTP errors of fetch() as console errors; a 401 is expected without the token.
-const ALLOW_401 = /Failed to load resource: the server responded with a status of 401/;
-
 /**
- * A fresh context + page (sessionStorage already holding the token when `token`), recording
- * console errors, page errors, CSP violations, native dialogs and replay requests.
+ * A fresh context + page (support.mjs: console errors, page errors, CSP violations and
+ * native dialogs recorded, `rec.assertClean()`), sessionStorage already holding the token
+ * when `token`, that also records replay requests and 401 answers.
  */
 async function openPage(t, { token = false, bypassCSP = false, viewport = { width: 1400, height: 1000 },
   allowConsole = [] } = {}) {
-  const context = await browser.newContext({ bypassCSP, viewport, baseURL: ADMIN_URL });
-  const page = await context.newPage();
-  page.setDefaultTimeout(UI_TIMEOUT);
-  const rec = { consoleErrors: [], pageErrors: [], csp: [], dialogs: [], replays: [], unauthorized: 0 };
-
-  await page.exposeBinding('__reportCspViolation', (_src, v) => rec.csp.push(v));
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      window.__reportCspViolation({ directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample });
-    });
-  });
+  const { page, rec } = await openRecordedPage(browser(), t, { baseURL: ADMIN_URL, bypassCSP, viewport, allowConsole });
+  rec.replays = [];
+  rec.unauthorized = 0;
   if (token) {
     await page.addInitScript(([key, value]) => window.sessionStorage.setItem(key, value), [TOKEN_KEY, ADMIN_TOKEN]);
   }
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') rec.consoleErrors.push(`${msg.text()} @ ${msg.location().url || '?'}`);
-    if (/Content[- ]Security[- ]Policy/i.test(msg.text())) rec.csp.push({ console: msg.text() });
-  });
-  page.on('pageerror', (err) => rec.pageErrors.push(String(err)));
-  page.on('dialog', (d) => {
-    rec.dialogs.push(`${d.type()}: ${d.message()}`);
-    d.dismiss().catch(() => {});
-  });
   page.on('request', (req) => {
     if (new URL(req.url()).pathname === '/dead-letters/replay') rec.replays.push(JSON.parse(req.postData() || 'null'));
   });
   page.on('response', (res) => {
     if (res.status() === 401) rec.unauthorized += 1;
   });
-  t.after(async () => {
-    await context.close();
-  });
-
-  rec.assertClean = () => {
-    assert.deepEqual(rec.csp, [], 'CSP violations');
-    assert.deepEqual(rec.pageErrors, [], 'uncaught page errors');
-    assert.deepEqual(rec.dialogs, [], 'native dialogs opened');
-    const unexpected = rec.consoleErrors.filter((m) => !allowConsole.some((re) => re.test(m)));
-    assert.deepEqual(unexpected, [], 'console errors');
-  };
   return { page, rec };
 }
 
@@ -191,9 +131,12 @@ async function waitHealth(page) {
 test('without the token every data area shows the 401 message; a wrong token is refused; the right one works', opts(), async (t) => {
   const { page, rec } = await openPage(t, { allowConsole: [ALLOW_401] });
   await page.goto('/');
-  // The page's own files load without the token, the CSS and the script with them.
-  assert.notEqual(await page.locator('.site-header').evaluate((el) => getComputedStyle(el).backgroundColor),
-    'rgba(0, 0, 0, 0)', 'admin.css applied');
+  // The page's own files load without the token, the CSS and the scripts with them.
+  assert.deepEqual(await pageFiles(page), {
+    scripts: ['dom.js', 'admin.js'], styles: ['/base.css', '/admin.css'], shared: true,
+  }, 'the shared files load before the page\'s own, without the token');
+  assert.equal(await page.locator('.site-header').evaluate((el) => getComputedStyle(el).backgroundColor),
+    'rgb(29, 35, 48)', 'base.css and admin.css applied: the dark header of the operator page');
   for (const area of ['#health-state', '#live-state', '#letters-state']) {
     await page.locator(`${area}[data-state="unauthorized"]`).waitFor();
     const msg = await text(page.locator(area));
@@ -433,9 +376,7 @@ for (const bypassCSP of [false, true]) {
   const label = bypassCSP ? 'with the CSP bypassed' : 'under the CSP';
   test(`an XSS payload and key are shown literally and nothing runs (${label})`, opts(), async (t) => {
     const { page, rec } = await openPage(t, { token: true, bypassCSP });
-    await page.addInitScript(() => {
-      window.alert = window.confirm = window.prompt = () => { window.__xss = 'dialog'; };
-    });
+    await trapNativeDialogs(page);
     const letter = (await allLetters()).find((l) => l.payload === XSS_PAYLOAD);
     assert.ok(letter, 'the XSS letter is in the database');
     assert.equal(letter.key, XSS_KEY);
@@ -452,26 +393,10 @@ for (const bypassCSP of [false, true]) {
     assert.equal(await text(page.locator('#letter-replays-empty')), 'Never replayed.');
     assert.equal(await activeId(page), 'letter-heading', 'focus moves to the letter');
 
-    for (let i = 0; i < 30; i += 1) await page.keyboard.press('Tab');
-    await page.mouse.move(700, 700);
-    await page.waitForTimeout(300);
-    assert.equal(await page.evaluate(() => typeof window.__xss), 'undefined', 'window.__xss stays undefined');
-    const injected = await page.evaluate(() => {
-      const all = [...document.querySelectorAll('*')];
-      return {
-        handlers: all.flatMap((el) => [...el.attributes].filter((a) => /^on/i.test(a.name))
-          .map((a) => `${el.tagName}[${a.name}]`)),
-        imgs: document.querySelectorAll('img').length,
-        scripts: [...document.scripts].map((s) => s.getAttribute('src')),
-        styles: document.querySelectorAll('style, [style]').length,
-        svgsOutsideCharts: [...document.querySelectorAll('svg')].filter((s) => !s.closest('#charts')).length,
-      };
-    });
-    assert.deepEqual(injected.handlers, [], 'no inline event handler attributes');
-    assert.equal(injected.imgs, 0, 'no <img>');
-    assert.deepEqual(injected.scripts, ['admin.js'], 'only the page script');
-    assert.equal(injected.styles, 0, 'no <style> elements or style attributes');
-    assert.equal(injected.svgsOutsideCharts, 0, 'no <svg> from data');
+    await assertNothingInjected(page, { tabs: 30, mouse: [700, 700], scripts: ['dom.js', 'admin.js'] });
+    const svgsOutsideCharts = await page.evaluate(
+      () => [...document.querySelectorAll('svg')].filter((s) => !s.closest('#charts')).length);
+    assert.equal(svgsOutsideCharts, 0, 'no <svg> from data');
     if (!bypassCSP) await page.screenshot({ path: path.join(ARTIFACTS, 'admin-xss.png'), fullPage: true });
     rec.assertClean();
   });

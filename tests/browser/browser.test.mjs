@@ -6,24 +6,21 @@
 // tests/fixtures/xss-order.json were produced to Kafka beforehand; it waits up to 30 s for
 // both to become readable through GET /order/{uid}.
 //
-// Env: BASE_URL (default http://127.0.0.1:8081), CHROMIUM_PATH (default /usr/bin/chromium),
-//      MODEL_JSON / XSS_JSON (fixture paths), READY_TIMEOUT_MS (default 30000).
-import { test, before, after } from 'node:test';
+// Env: BASE_URL (default http://127.0.0.1:8081), MODEL_JSON / XSS_JSON (fixture paths), and
+//      those of support.mjs: CHROMIUM_PATH (default /usr/bin/chromium), READY_TIMEOUT_MS
+//      (default 30000).
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  ALLOW_400, ALLOW_404, ALLOW_5XX, ALLOW_ABORT, ARTIFACTS, HERE, TEST_TIMEOUT, assertNothingInjected,
+  envUrl, fetchJson, openRecordedPage, pageFiles, pollUntil, trapNativeDialogs, useBrowser,
+} from './support.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const BASE_URL = (process.env.BASE_URL || 'http://127.0.0.1:8081').replace(/\/+$/, '');
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const BASE_URL = envUrl('BASE_URL', 'http://127.0.0.1:8081');
 const MODEL_PATH = process.env.MODEL_JSON || path.join(HERE, '..', 'fixtures', 'model.json');
 const XSS_PATH = process.env.XSS_JSON || path.join(HERE, '..', 'fixtures', 'xss-order.json');
-const ARTIFACTS = path.join(HERE, 'artifacts');
-const READY_TIMEOUT_MS = Number(process.env.READY_TIMEOUT_MS || 30000);
-const TEST_TIMEOUT = 90_000;
-const UI_TIMEOUT = 15_000;
 
 const model = JSON.parse(await fs.readFile(MODEL_PATH, 'utf8'));
 const xss = JSON.parse(await fs.readFile(XSS_PATH, 'utf8'));
@@ -69,22 +66,12 @@ function expectedFields(order) {
 
 // ------------------------------------------------------------------ service readiness
 
-async function getJson(urlPath) {
-  const res = await fetch(BASE_URL + urlPath, { headers: { Accept: 'application/json' } });
-  let body = null;
-  try {
-    body = await res.json();
-  } catch {
-    // not JSON
-  }
-  return { status: res.status, headers: res.headers, body };
-}
+const getJson = (urlPath) => fetchJson(BASE_URL + urlPath, { headers: { Accept: 'application/json' } });
 
 async function waitForOrders(uids) {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
   const pending = new Set(uids);
-  let last = '';
-  while (pending.size > 0) {
+  await pollUntil(`orders not available at ${BASE_URL}`, async () => {
+    let last = '';
     for (const uid of [...pending]) {
       try {
         const { status } = await getJson(`/order/${encodeURIComponent(uid)}`);
@@ -94,86 +81,26 @@ async function waitForOrders(uids) {
         last = `${err.cause?.code || err.message} for ${uid}`;
       }
     }
-    if (pending.size === 0) break;
-    if (Date.now() > deadline) {
-      throw new Error(`orders not available at ${BASE_URL} after ${READY_TIMEOUT_MS} ms: ` +
-        `${[...pending].join(', ')} (last: ${last})`);
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
+    return pending.size === 0 || `${[...pending].join(', ')} pending, ${last}`;
+  });
 }
 
 // ------------------------------------------------------------------ browser plumbing
 
-let browser;
-
-before(async () => {
-  await waitForOrders([MODEL_UID, XSS_UID]);
-  await fs.mkdir(ARTIFACTS, { recursive: true });
-  // playwright launches with a fresh temporary profile (user-data-dir) and removes it on close.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}, { timeout: READY_TIMEOUT_MS + 30_000 });
-
-after(async () => {
-  if (browser) await browser.close();
-});
+const browser = useBrowser({ prepare: () => waitForOrders([MODEL_UID, XSS_UID]) });
 
 /**
- * A fresh context + page that records console errors, page errors, CSP violations,
- * dialogs and requests to /order/. Closed automatically after the test, where it also
- * asserts that nothing unexpected was recorded.
+ * A fresh context + page (support.mjs: console errors, page errors, CSP violations and
+ * native dialogs recorded, `rec.assertClean()`) that also records requests to /order/.
  */
 async function openPage(t, { bypassCSP = false, viewport = { width: 1280, height: 900 }, allowConsole = [] } = {}) {
-  const context = await browser.newContext({ bypassCSP, viewport, baseURL: BASE_URL });
-  const page = await context.newPage();
-  page.setDefaultTimeout(UI_TIMEOUT);
-  const rec = { consoleErrors: [], pageErrors: [], csp: [], dialogs: [], orderRequests: [] };
-
-  await page.exposeBinding('__reportCspViolation', (_src, v) => rec.csp.push(v));
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      window.__reportCspViolation({
-        directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample,
-      });
-    });
-  });
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') rec.consoleErrors.push(`${msg.text()} @ ${msg.location().url || '?'}`);
-    if (/Content[- ]Security[- ]Policy/i.test(msg.text())) rec.csp.push({ console: msg.text() });
-  });
-  page.on('pageerror', (err) => rec.pageErrors.push(String(err)));
-  page.on('dialog', (d) => {
-    rec.dialogs.push(`${d.type()}: ${d.message()}`);
-    d.dismiss().catch(() => {});
-  });
+  const { page, rec } = await openRecordedPage(browser(), t, { baseURL: BASE_URL, bypassCSP, viewport, allowConsole });
+  rec.orderRequests = [];
   page.on('request', (req) => {
     if (new URL(req.url()).pathname.startsWith('/order/')) rec.orderRequests.push(req.url());
   });
-
-  t.after(async () => {
-    await context.close();
-  });
-
-  rec.assertClean = () => {
-    assert.deepEqual(rec.csp, [], 'CSP violations');
-    assert.deepEqual(rec.pageErrors, [], 'uncaught page errors');
-    assert.deepEqual(rec.dialogs, [], 'dialogs opened');
-    const unexpected = rec.consoleErrors.filter((m) => !allowConsole.some((re) => re.test(m)));
-    assert.deepEqual(unexpected, [], 'console errors');
-  };
   return { page, rec };
 }
-
-// Browsers log expected HTTP errors of fetch() as console errors; these are allowed where expected.
-const ALLOW_404 = /Failed to load resource: the server responded with a status of 404/;
-const ALLOW_400 = /Failed to load resource: the server responded with a status of 400/;
-const ALLOW_5XX = /Failed to load resource: the server responded with a status of 5\d\d/;
-const ALLOW_ABORT = /Failed to load resource: net::ERR_(FAILED|ABORTED|CONNECTION_REFUSED|INTERNET_DISCONNECTED)/;
 
 /** Wait until #status is in `state` (and, if given, contains `text`); returns its text. */
 async function waitState(page, state, text) {
@@ -236,6 +163,9 @@ test('fixture xss-order.json is a valid order', () => {
 test('lookup by typing the id and clicking "Show order"', { timeout: TEST_TIMEOUT }, async (t) => {
   const { page, rec } = await openPage(t);
   await page.goto('/');
+  assert.deepEqual(await pageFiles(page), {
+    scripts: ['dom.js', 'app.js'], styles: ['/base.css', '/style.css'], shared: true,
+  }, 'the shared files load before the page\'s own');
   assert.equal(await page.locator('#order').isVisible(), false, 'no order before a lookup');
   assert.equal(await page.locator('label[for="order-id"]').count(), 1, 'input is labelled');
   assert.equal(await page.locator('#status').getAttribute('aria-live'), 'polite');
@@ -391,9 +321,7 @@ for (const bypassCSP of [false, true]) {
   const label = bypassCSP ? 'with the CSP bypassed' : 'under the CSP';
   test(`XSS order: every payload is shown as literal text (${label})`, { timeout: TEST_TIMEOUT }, async (t) => {
     const { page, rec } = await openPage(t, { bypassCSP });
-    await page.addInitScript(() => {
-      window.alert = window.confirm = window.prompt = () => { window.__xss = 'dialog'; };
-    });
+    await trapNativeDialogs(page);
     await page.goto(`/?id=${XSS_UID}`);
     await waitState(page, 'ok');
     await page.locator(`#recent-list button[data-uid="${XSS_UID}"]`).waitFor();
@@ -410,33 +338,14 @@ for (const bypassCSP of [false, true]) {
     const recent = await page.locator(`#recent-list button[data-uid="${XSS_UID}"]`).textContent();
     assert.ok(recent.includes(xss.customer_id), 'recent list shows customer_id literally');
 
-    // Give any injected handler a chance to run: move focus through the page, hover, wait.
-    for (let i = 0; i < 40; i += 1) await page.keyboard.press('Tab');
-    await page.mouse.move(400, 400);
-    await page.waitForTimeout(300);
-
-    assert.equal(await page.evaluate(() => typeof window.__xss), 'undefined', 'window.__xss stays undefined');
-    const injected = await page.evaluate(() => {
-      const all = [...document.querySelectorAll('*')];
-      return {
-        handlers: all.flatMap((el) => [...el.attributes].filter((a) => /^on/i.test(a.name))
-          .map((a) => `${el.tagName}[${a.name}]`)),
-        jsUrls: all.flatMap((el) => [...el.attributes].filter((a) => /^\s*javascript:/i.test(a.value))
-          .map((a) => `${el.tagName}[${a.name}]`)),
-        orderTags: [...new Set([...document.querySelectorAll('#order *, #recent-list *')].map((el) => el.tagName.toLowerCase()))],
-        imgX: document.querySelectorAll('img[src="x"]').length,
-        scripts: [...document.scripts].map((s) => s.getAttribute('src')),
-        styles: document.querySelectorAll('style').length,
-      };
-    });
-    assert.deepEqual(injected.handlers, [], 'no inline event handler attributes');
-    assert.deepEqual(injected.jsUrls, [], 'no javascript: URLs');
-    assert.equal(injected.imgX, 0, 'no <img src=x>');
-    assert.deepEqual(injected.scripts, ['app.js'], 'only the page script');
-    assert.equal(injected.styles, 0, 'no <style> elements');
+    // Give any injected handler a chance to run (move focus through the page, hover, wait);
+    // nothing ran, nothing was added.
+    await assertNothingInjected(page, { tabs: 40, mouse: [400, 400], scripts: ['dom.js', 'app.js'] });
+    const orderTags = await page.evaluate(() => [...new Set([...document.querySelectorAll('#order *, #recent-list *')]
+      .map((el) => el.tagName.toLowerCase()))]);
     const allowedTags = new Set(['div', 'span', 'h2', 'h3', 'a', 'section', 'dl', 'dt', 'dd', 'time', 'table',
       'thead', 'tbody', 'tr', 'th', 'td', 'details', 'summary', 'pre', 'li', 'button']);
-    const stray = injected.orderTags.filter((tag) => !allowedTags.has(tag));
+    const stray = orderTags.filter((tag) => !allowedTags.has(tag));
     assert.deepEqual(stray, [], 'no elements created from order data');
     assert.equal(await page.locator('#order details').count(), 1, 'only the page’s own <details>');
     assert.equal(await page.locator('#order a').count(), 1, 'only the page’s own link');
