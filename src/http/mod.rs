@@ -89,6 +89,18 @@ macro_rules! app_with_defaults {
     };
 }
 
+/// What both servers share: signals are `main`'s, slow or silent clients are cut off, and
+/// the stop waits at most 5 s for requests in progress.
+macro_rules! with_limits {
+    ($server:expr) => {
+        $server
+            .disable_signals()
+            .client_request_timeout(Duration::from_secs(5))
+            .client_disconnect_timeout(Duration::from_secs(2))
+            .shutdown_timeout(5)
+    };
+}
+
 /// `GET` and `HEAD` on one handler (actix sends no body for `HEAD`).
 macro_rules! get_or_head {
     ($path:expr, $handler:expr) => {
@@ -120,14 +132,8 @@ pub fn public_server(
             .service(web::resource("/{asset}").get(asset))
             .default_service(web::to(not_found))
     })
-    .workers(workers)
-    .disable_signals()
-    .client_request_timeout(Duration::from_secs(5))
-    .client_disconnect_timeout(Duration::from_secs(2))
-    .shutdown_timeout(5)
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .workers(workers);
+    Ok(with_limits!(server).listen(listener)?.run())
 }
 
 /// The admin listener (`ADMIN_ADDR`, loopback by default): metrics, statistics, dead letters,
@@ -160,14 +166,8 @@ pub fn admin_server(
             .service(get_or_head!("/health/live", ops::live))
             .default_service(web::to(not_found))
     })
-    .workers(1)
-    .disable_signals()
-    .client_request_timeout(Duration::from_secs(5))
-    .client_disconnect_timeout(Duration::from_secs(2))
-    .shutdown_timeout(5)
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .workers(1);
+    Ok(with_limits!(server).listen(listener)?.run())
 }
 
 /// Turns any error response that is not JSON yet (actix's own 404/405/400 for odd paths,

@@ -12,6 +12,16 @@ use crate::helpers::*;
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
+/// `GET path` on the admin listener, with this bearer token if any.
+async fn admin_get(service: &Service, path: &str, token: Option<&str>) -> reqwest::Response {
+    let request = http().get(service.admin_url(path));
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    request.send().await.expect("admin request")
+}
+
 #[tokio::test]
 async fn admin_endpoints_answer_only_on_the_admin_listener_and_only_with_the_token() {
     let env = TestEnv::new("admin").await;
@@ -22,11 +32,7 @@ async fn admin_endpoints_answer_only_on_the_admin_listener_and_only_with_the_tok
         let public = client.get(service.url(path)).send().await.expect("public");
         assert_eq!(public.status(), StatusCode::NOT_FOUND, "public {path}");
 
-        let anonymous = client
-            .get(service.admin_url(path))
-            .send()
-            .await
-            .expect("admin");
+        let anonymous = admin_get(&service, path, None).await;
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{path}");
         assert!(
             anonymous
@@ -40,20 +46,10 @@ async fn admin_endpoints_answer_only_on_the_admin_listener_and_only_with_the_tok
 
         // Same length, last character wrong: compared whole.
         let almost = format!("{}X", &TOKEN[..TOKEN.len() - 1]);
-        let wrong = client
-            .get(service.admin_url(path))
-            .bearer_auth(almost)
-            .send()
-            .await
-            .expect("admin");
+        let wrong = admin_get(&service, path, Some(&almost)).await;
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{path}");
 
-        let right = client
-            .get(service.admin_url(path))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("admin");
+        let right = admin_get(&service, path, Some(TOKEN)).await;
         assert_eq!(right.status(), StatusCode::OK, "{path}");
     }
 
