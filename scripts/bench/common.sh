@@ -62,4 +62,26 @@ bench_stop_service() {
 
 sql() { psql -qtA "$db_url" -c "$1"; }
 
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$service_pid/status"; }
+# Binaries from before the admin listener serve /metrics on the public one.
+metric() { curl -s "${admin:-$base}/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+
+# wrk's latency ("61.00us", "1.23ms", "2.00s") in microseconds.
+to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000 }'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
+
+# single_run: one connection, one request at a time, random ids from $ids for 5 s; prints
+# p50 µs, p99 µs and the service's CPU µs per request.
+single_run() {
+  local before after requests
+  before="$(cpu_ticks)"
+  IDS_FILE="$ids" wrk -t1 -c1 -d5s --latency -s "$here/bench/random-ids.lua" "$base" \
+    >"$bench_dir/wrk1.out"
+  after="$(cpu_ticks)"
+  requests="$(awk '/requests in/ {print $1}' "$bench_dir/wrk1.out")"
+  echo "$(to_us "$(awk '$1 == "50%" {print $2}' "$bench_dir/wrk1.out")")" \
+    "$(to_us "$(awk '$1 == "99%" {print $2}' "$bench_dir/wrk1.out")")" \
+    "$(awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')"
+}
+
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
