@@ -152,6 +152,33 @@ async fn postgres_over_tls_with_verify_full() {
     );
     assert_eq!(plain, "0");
     assert!(encrypted.parse::<u32>().expect("count") >= 1, "{encrypted}");
+    // `verify-ca` checks the chain but not the name; `verify-full` both: reached by an
+    // address under a name the certificate does not carry, one connects, the other refuses.
+    let other_name = |mode: &str| {
+        format!(
+            "postgres://orders_owner:orders_owner@not-in-the-certificate.test:{}/orders?hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={ca}",
+            pg.port
+        )
+    };
+    for (mode, connects) in [
+        ("verify-ca", true),
+        ("verify-full", false),
+        ("require", true),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_orders-service"))
+            .arg("migrate")
+            .current_dir(std::env::temp_dir())
+            .env_clear()
+            .env("DATABASE_URL", pg.url("orders_app", &ca))
+            .env("MIGRATION_DATABASE_URL", other_name(mode))
+            .output()
+            .expect("run migrate");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), connects, "{mode}: {stderr}");
+        if !connects {
+            assert!(stderr.contains("not valid for name"), "{mode}: {stderr}");
+        }
+    }
     // A miss is read back over TLS too.
     let restarted = {
         drop(service);
