@@ -63,7 +63,7 @@ impl Generator {
             self.reason_cycle += 1;
             let variant = *Variant::of(reason)
                 .choose(&mut self.rng)
-                .unwrap_or(&Variant::Truncated);
+                .expect("every reason of INVALID_REASONS has a variant");
             return self.invalid(variant);
         }
         r -= mix.invalid;
