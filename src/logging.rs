@@ -30,13 +30,8 @@ impl LogFormat {
     }
 }
 
-/// Installs the logger (`RUST_LOG` filter, default `info`). An unknown `LOG_FORMAT` falls
-/// back to text here; the configuration then stops start-up naming it.
-pub fn init() {
-    let format = std::env::var("LOG_FORMAT")
-        .ok()
-        .and_then(|v| LogFormat::parse(&v))
-        .unwrap_or(LogFormat::Text);
+/// Installs the logger (`RUST_LOG` filter, default `info`) in `LOG_FORMAT`'s format.
+pub fn init(format: LogFormat) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     if format == LogFormat::Json {

@@ -58,8 +58,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A missing .env is fine: the environment may hold everything.
     let _ = dotenvy::dotenv();
-    orders_service::logging::init();
-
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -67,6 +65,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    orders_service::logging::init(config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => match db::run_migrations(
             config

@@ -193,9 +193,9 @@ async fn replay_page(
         }
     }
     for (topic, letters) in to_write {
-        let batch: Vec<Incoming> = letters.iter().map(|(_, i)| i.clone()).collect();
+        let (ids, batch): (Vec<i64>, Vec<Incoming>) = letters.into_iter().unzip();
         let outcomes = queries::write_batch(conn, &topic, &batch).await?;
-        for ((id, incoming), outcome) in letters.into_iter().zip(outcomes) {
+        for ((id, incoming), outcome) in ids.into_iter().zip(batch).zip(outcomes) {
             let (result, rejection) = result_of(&outcome);
             match result {
                 "stored" => summary.stored += 1,
@@ -204,25 +204,20 @@ async fn replay_page(
                 _ => summary.rejected += 1,
             }
             let uid = incoming.order_uid().map(str::to_string);
-            if let (Outcome::Stored, Ok(valid)) = (&outcome, &incoming.verdict) {
-                summary.stored_orders.push((
-                    valid.order.order_uid.clone(),
-                    crate::actors::cache_actor::cached_json(valid.json.clone()),
-                ));
-            }
+            let reason = rejection.map(|r| r.reason.as_str().to_string());
             records.push(NewReplay {
                 dead_letter_id: id,
                 result,
-                reason: rejection.map(|r| r.reason.as_str().to_string()),
+                reason: reason.clone(),
                 detail: rejection.map(|r| r.detail.clone()),
             });
-            listed(
-                summary,
-                id,
-                uid,
-                result,
-                rejection.map(|r| r.reason.as_str().to_string()),
-            );
+            listed(summary, id, uid, result, reason);
+            if let (Outcome::Stored, Ok(valid)) = (&outcome, incoming.verdict) {
+                summary.stored_orders.push((
+                    valid.order.order_uid,
+                    crate::actors::cache_actor::cached_json(valid.json),
+                ));
+            }
         }
     }
     dead_letters::record_replays(conn, &records).await?;

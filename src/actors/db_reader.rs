@@ -2,6 +2,7 @@
 //! database health probe. Lives on the main System with the pool: HTTP workers never open
 //! database connections on their own runtimes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -256,12 +257,18 @@ impl Handler<DeadLetterPage> for DbReader {
             )
             .await?;
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            let mut replays = dead_letters::replays_of(&mut conn, &ids).await?;
+            // Each letter's replays, oldest first (the query's order), in one pass.
+            let mut replays: HashMap<i64, Vec<ReplayRecord>> = HashMap::new();
+            for replay in dead_letters::replays_of(&mut conn, &ids).await? {
+                replays
+                    .entry(replay.dead_letter_id)
+                    .or_default()
+                    .push(replay);
+            }
             Ok(rows
                 .into_iter()
                 .map(|r| {
-                    let (mine, rest) = replays.drain(..).partition(|p| p.dead_letter_id == r.id);
-                    replays = rest;
+                    let mine = replays.remove(&r.id).unwrap_or_default();
                     DeadLetterView {
                         id: r.id,
                         topic: r.topic,

@@ -38,7 +38,7 @@ const SECRET_MARKS: &[&str] = &[
     "credential",
 ];
 
-pub const OPTION_PREFIX: &str = "KAFKA_OPTION_";
+const OPTION_PREFIX: &str = "KAFKA_OPTION_";
 
 /// librdkafka properties, in the order they are applied.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -150,23 +150,17 @@ impl ClientProperties {
         Ok(Self(props))
     }
 
+    /// Reads the process environment (for the emulator, which has no `Config`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = super::env_vars().collect();
+        Self::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
     /// Sets every property on a librdkafka client configuration.
     pub fn apply(&self, config: &mut rdkafka::ClientConfig) {
         for (key, value) in &self.0 {
             config.set(key, value);
         }
-    }
-
-    /// The security protocol in use (`plaintext` unless set), for logs.
-    pub fn protocol(&self) -> &str {
-        self.get("security.protocol").unwrap_or("plaintext")
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -198,6 +192,10 @@ impl fmt::Debug for ClientProperties {
 mod tests {
     use super::*;
 
+    fn get<'a>(p: &'a ClientProperties, key: &str) -> Option<&'a str> {
+        p.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
     fn props(pairs: &[(&str, &str)]) -> Result<ClientProperties, ConfigError> {
         ClientProperties::from_vars(pairs.iter().copied())
     }
@@ -212,10 +210,13 @@ mod tests {
             ("KAFKA_OPTION_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM", "none"),
         ])
         .expect("valid");
-        assert_eq!(p.protocol(), "sasl_ssl");
-        assert_eq!(p.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
-        assert_eq!(p.get("sasl.password"), Some("s3cret"));
-        assert_eq!(p.get("ssl.endpoint.identification.algorithm"), Some("none"));
+        assert_eq!(get(&p, "security.protocol"), Some("sasl_ssl"));
+        assert_eq!(get(&p, "sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(get(&p, "sasl.password"), Some("s3cret"));
+        assert_eq!(
+            get(&p, "ssl.endpoint.identification.algorithm"),
+            Some("none")
+        );
     }
 
     #[test]

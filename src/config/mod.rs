@@ -60,8 +60,7 @@ pub struct Config {
     pub run_migrations: bool,
     /// Dead letters older than this many days are purged; 0 keeps everything.
     pub dead_letter_retention_days: u32,
-    /// `LOG_FORMAT` (applied by `logging::init` before the configuration is read; checked here
-    /// so that a bad value stops start-up naming it).
+    /// `LOG_FORMAT`: `main` installs the logger with it once the configuration is read.
     pub log_format: crate::logging::LogFormat,
     /// `ACCESS_LOG`: one line per HTTP request.
     pub access_log: bool,
@@ -126,10 +125,7 @@ pub struct IngestConfig {
 impl Config {
     /// Reads the process environment (variables that are not UTF-8 are ignored).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        Self::from_vars(env_vars())
     }
 
     /// Reads from any set of variables, so tests need not touch the process environment.
@@ -334,6 +330,11 @@ fn database_target(
     DbTarget::parse(url)
         .map(|t| t.with_connect_timeout(connect_timeout))
         .map_err(invalid)
+}
+
+/// The process environment, without the variables that are not UTF-8.
+fn env_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);

@@ -139,11 +139,6 @@ impl DbTarget {
         self.config.get_user()
     }
 
-    /// Whether connections use TLS whenever the server offers it.
-    pub fn tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// Opens a connection; its driver task runs on the current tokio runtime.
     pub async fn connect(&self) -> ConnectionResult<AsyncPgConnection> {
         // The cause is in the error's sources ("error performing TLS handshake" alone does
@@ -304,19 +299,21 @@ mod tests {
         let t =
             DbTarget::parse("postgres://app:pw@db:5432/orders?sslmode=disable&application_name=x")
                 .expect("valid");
-        assert!(!t.tls());
+        assert!(t.tls.is_none());
         assert_eq!(t.user(), Some("app"));
         assert_eq!(t.config.get_application_name(), Some("x"));
         assert!(
             DbTarget::parse("postgres://db/orders")
                 .expect("valid")
-                .tls(),
+                .tls
+                .is_some(),
             "prefer by default"
         );
         assert!(
             DbTarget::parse("postgres://db/o?sslmode=require")
                 .expect("valid")
-                .tls()
+                .tls
+                .is_some()
         );
     }
 

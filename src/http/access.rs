@@ -35,17 +35,17 @@ pub async fn request_id_and_access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
     let id = match req.headers().get(&REQUEST_ID) {
         Some(v) if acceptable(v.as_bytes()) => v.clone(),
         _ => HeaderValue::from_str(&new_id()).expect("hex is a valid header value"),
     };
     let log = req.app_data::<web::Data<AccessLog>>().is_some_and(|a| a.0)
         && log::log_enabled!(target: "orders_service::access", log::Level::Info);
-    let method = log.then(|| req.method().clone());
+    // Only what the access line needs, and only when it is written.
+    let logged = log.then(|| (req.method().clone(), Instant::now()));
     let mut res = next.call(req).await?;
     res.headers_mut().insert(REQUEST_ID, id.clone());
-    if let Some(method) = method {
+    if let Some((method, started)) = logged {
         let route = res
             .request()
             .match_pattern()

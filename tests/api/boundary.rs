@@ -1,7 +1,6 @@
 //! The operator's boundary: what answers on which listener, the admin token, the probes, and
 //! the runtime database role that can read and insert but never rewrite history.
 
-use std::process::Command;
 use std::time::Duration;
 
 use diesel::sql_query;
@@ -143,14 +142,7 @@ async fn the_runtime_role_reads_and_inserts_but_cannot_rewrite_history() {
     drop(failing);
 
     // `orders-service migrate` as the owner grants the runtime role its rights.
-    let out = Command::new(env!("CARGO_BIN_EXE_orders-service"))
-        .arg("migrate")
-        .current_dir(std::env::temp_dir())
-        .env_clear()
-        .env("DATABASE_URL", &runtime_url)
-        .env("MIGRATION_DATABASE_URL", &owner_url)
-        .output()
-        .expect("run migrate");
+    let out = run_migrate(&runtime_url, Some(&owner_url));
     assert!(
         out.status.success(),
         "{}",
@@ -190,14 +182,10 @@ async fn the_runtime_role_reads_and_inserts_but_cannot_rewrite_history() {
     let admin_url = crate::helpers::env("TEST_ADMIN_DATABASE_URL");
     let (base, _) = admin_url.rsplit_once('/').expect("url has a path");
     let own = |user: &str| format!("{base}/orders").replace("postgres:postgres@", user);
-    let out = Command::new(env!("CARGO_BIN_EXE_orders-service"))
-        .arg("migrate")
-        .current_dir(std::env::temp_dir())
-        .env_clear()
-        .env("DATABASE_URL", own("orders_app:orders_app@"))
-        .env("MIGRATION_DATABASE_URL", own("orders_owner:orders_owner@"))
-        .output()
-        .expect("run migrate");
+    let out = run_migrate(
+        &own("orders_app:orders_app@"),
+        Some(&own("orders_owner:orders_owner@")),
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -165,14 +165,7 @@ async fn postgres_over_tls_with_verify_full() {
         ("verify-full", false),
         ("require", true),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_orders-service"))
-            .arg("migrate")
-            .current_dir(std::env::temp_dir())
-            .env_clear()
-            .env("DATABASE_URL", pg.url("orders_app", &ca))
-            .env("MIGRATION_DATABASE_URL", other_name(mode))
-            .output()
-            .expect("run migrate");
+        let out = run_migrate(&pg.url("orders_app", &ca), Some(&other_name(mode)));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.success(), connects, "{mode}: {stderr}");
         if !connects {

@@ -49,11 +49,7 @@ pub(crate) type FutureProducer = KafkaProducer<KafkaContext>;
 /// A producer for `brokers`, with the service's Kafka security settings from the environment
 /// (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_CA_LOCATION`, `KAFKA_OPTION_*`).
 pub(crate) fn producer(brokers: &str, message_timeout_ms: u64) -> Result<FutureProducer> {
-    let vars: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    let security = ClientProperties::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let security = ClientProperties::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)

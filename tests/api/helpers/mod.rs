@@ -227,14 +227,7 @@ impl TestEnv {
 
     /// `orders-service migrate` against this test's database.
     pub fn migrate(&self) {
-        let out = Command::new(env!("CARGO_BIN_EXE_orders-service"))
-            .arg("migrate")
-            // Not the repository: its .env would add the demo's MIGRATION_DATABASE_URL.
-            .current_dir(std::env::temp_dir())
-            .env_clear()
-            .env("DATABASE_URL", &self.database_url)
-            .output()
-            .expect("run migrate");
+        let out = run_migrate(&self.database_url, None);
         assert!(
             out.status.success(),
             "migrate failed: {}",
@@ -327,6 +320,20 @@ impl TestEnv {
         }
         out
     }
+}
+
+/// `orders-service migrate` with these URLs and nothing else in its environment; run outside
+/// the repository, whose .env would add the demo's MIGRATION_DATABASE_URL.
+pub fn run_migrate(database_url: &str, migration_url: Option<&str>) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orders-service"));
+    cmd.arg("migrate")
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("DATABASE_URL", database_url);
+    if let Some(url) = migration_url {
+        cmd.env("MIGRATION_DATABASE_URL", url);
+    }
+    cmd.output().expect("run migrate")
 }
 
 /// The reference order with another id (and so other content).
