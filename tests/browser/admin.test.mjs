@@ -119,6 +119,15 @@ async function applyReason(page, reason) {
   await page.locator('#f-apply').click();
   const ids = (await allLetters(reason ? `&reason=${reason}` : '')).map((l) => l.id);
   await waitRows(page, ids.slice(0, 50));
+  // Applying a filter ends with its announcement; wait for it too, so that a later status
+  // (a cancelled replay, a summary) is not overwritten by this one arriving late.
+  if (reason) {
+    await page.waitForFunction(
+      ([r, any]) => new RegExp(any ? `matching reason ${r}` : 'No dead letters match')
+        .test(document.querySelector('#status').textContent),
+      [reason, ids.length > 0],
+    );
+  }
   return ids;
 }
 
