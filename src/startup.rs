@@ -18,7 +18,7 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 
-use crate::actors::cache_actor::CacheActor;
+use crate::actors::cache_actor::{CacheActor, HostedCache};
 use crate::actors::db_reader::{DbReader, ReaderSettings};
 use crate::actors::kafka_reader::{KafkaReader, SetWriters};
 use crate::actors::order_writer::{OrderWriter, WriterPeers, WriterSettings};
@@ -59,13 +59,17 @@ impl Application {
             DlqState::Ok
         });
         let pool = db::read_pool(&config.database, config.db_pool_size);
-        let cache = CacheActor::new(config.cache_max_bytes, pool.clone()).start();
         let reader_settings = ReaderSettings {
             max_payload_bytes: config.ingest.max_payload_bytes,
             retention: (config.dead_letter_retention_days > 0)
                 .then(|| chrono::Duration::days(i64::from(config.dead_letter_retention_days))),
         };
         let db_reader = DbReader::new(pool.clone(), health.clone(), reader_settings).start();
+        // Started by the first HTTP worker, on its thread (see `cache_actor`).
+        let (cache, hosted_cache) = HostedCache::new(CacheActor::new(
+            config.cache_max_bytes,
+            db_reader.clone().recipient(),
+        ));
         let reader_slot = Arc::new(OnceLock::new());
 
         let bind = |name: &str, addr: &str| {
@@ -87,7 +91,13 @@ impl Application {
             access_log: config.access_log,
         });
         let metrics = http::http_metrics()?;
-        let server = http::public_server(public, state.clone(), metrics.clone(), workers)?;
+        let server = http::public_server(
+            public,
+            state.clone(),
+            metrics.clone(),
+            workers,
+            hosted_cache,
+        )?;
         let admin = http::admin_server(admin, state, metrics, config.admin_token.clone())?;
         if config.admin_token.is_none() && !admin_addr.ip().is_loopback() {
             log::warn!(

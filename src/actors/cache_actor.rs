@@ -3,8 +3,8 @@
 //!
 //! - `Put` (writers, after their transaction committed): write-through.
 //! - `Get` (HTTP workers, several lookups per message: see [`crate::http::cache_client`]): a
-//!   hit is answered at once; a miss is loaded from PostgreSQL on this actor's runtime (the
-//!   main System, where the pool lives) *without* blocking other lookups, then cached
+//!   hit is answered at once; a miss is read by the DbReader (`LoadOrder`, on the main
+//!   System where the pool lives) *without* blocking other lookups, then cached
 //!   (read-through), and its answer follows on a channel. Misses are cheap to ask for but
 //!   not to answer, so [`Misses`] keeps a flood of them off the database: concurrent misses
 //!   for one id share one read, and an id just found absent is answered 404 for
@@ -12,8 +12,14 @@
 //! - `Warm` (start-up): pages of the newest orders, accepted until the byte budget is full.
 //!
 //! `CACHE_MAX_BYTES=0` turns the cache off: every lookup reads the database.
+//!
+//! Where it runs: on the thread of the first HTTP worker ([`HostedCache`]). A lookup from that
+//! worker is then a message to an actor on its own event loop: no thread is woken, so a lone
+//! user's request pays no cross-thread hop (the other workers' lookups cross threads as they
+//! would to any other thread, in batches).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -23,6 +29,7 @@ use tokio::sync::oneshot;
 
 use anyhow::Context as _;
 
+use super::db_reader::LoadOrder;
 use crate::db::{DbError, PgPool, queries};
 use crate::metrics::METRICS;
 
@@ -210,12 +217,13 @@ impl Misses {
 
 pub struct CacheActor {
     cache: Option<OrderCache>,
-    pool: PgPool,
+    /// Reads a missing order (the DbReader, on the main System with the pool).
+    loader: Recipient<LoadOrder>,
     misses: Misses,
 }
 
 impl CacheActor {
-    pub fn new(max_bytes: u64, pool: PgPool) -> Self {
+    pub fn new(max_bytes: u64, loader: Recipient<LoadOrder>) -> Self {
         let cache = (max_bytes > 0).then(|| {
             let estimated_items = (max_bytes / 1024).clamp(16, 1 << 20) as usize;
             Cache::with(
@@ -228,7 +236,7 @@ impl CacheActor {
         });
         Self {
             cache,
-            pool,
+            loader,
             misses: Misses::default(),
         }
     }
@@ -248,16 +256,11 @@ impl CacheActor {
             MissPlan::Load(rx) => rx,
         };
         METRICS.cache_db_reads.inc();
-        let pool = self.pool.clone();
-        let key = uid.clone();
-        let load = async move {
-            let mut conn = pool.get().await.map_err(DbError::from)?;
-            let order = queries::find_order(&mut conn, &key)
-                .await
-                .map_err(DbError::from)?;
-            Ok::<_, DbError>(order.map(|o| cached_json(o.to_json())))
-        };
+        let load = self.loader.send(LoadOrder { uid: uid.clone() });
         ctx.spawn(load.into_actor(self).map(move |loaded, act, _| {
+            let loaded = loaded.unwrap_or_else(|_| {
+                Err(DbError::Unavailable("the database reader is gone".into()))
+            });
             let lookup = match loaded {
                 Ok(Some(json)) => {
                     act.insert(uid.clone(), json.clone());
@@ -282,6 +285,38 @@ impl CacheActor {
             cache.insert(uid, json);
             METRICS.cache_entries.set(cache.len() as i64);
             METRICS.cache_bytes.set(cache.weight() as i64);
+        }
+    }
+}
+
+/// A CacheActor whose address exists before the actor runs: messages sent to it wait in its
+/// mailbox until [`HostedCache::start_here`] starts it on the calling thread's event loop.
+/// This is how the actor comes to live on an HTTP worker, whose thread only exists once the
+/// server runs, while the start-up and the writers need its address before.
+pub struct HostedCache {
+    unstarted: Mutex<Option<(actix::dev::channel::AddressReceiver<CacheActor>, CacheActor)>>,
+}
+
+impl HostedCache {
+    pub fn new(actor: CacheActor) -> (Addr<CacheActor>, Self) {
+        let (tx, rx) = actix::dev::channel::channel(super::MAILBOX);
+        let unstarted = Mutex::new(Some((rx, actor)));
+        (Addr::new(tx), Self { unstarted })
+    }
+
+    /// Starts the actor on this thread's arbiter if no thread has yet; true if it did.
+    pub fn start_here(&self) -> bool {
+        let taken = self
+            .unstarted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match taken {
+            Some((mailbox, actor)) => {
+                Context::with_receiver(mailbox).run(actor);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -427,8 +462,65 @@ pub async fn warm_up(pool: &PgPool, cache: &Addr<CacheActor>) -> anyhow::Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    /// Stands in for the DbReader when the database is down: every read fails after 100 ms.
+    pub(crate) struct NoDatabase;
+
+    impl Actor for NoDatabase {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<LoadOrder> for NoDatabase {
+        type Result = ResponseFuture<Result<Option<Bytes>, DbError>>;
+
+        fn handle(&mut self, _: LoadOrder, _: &mut Context<Self>) -> Self::Result {
+            Box::pin(async {
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+                Err(DbError::Unavailable("no database in this test".into()))
+            })
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_hosted_cache_keeps_what_it_is_sent_until_a_thread_starts_it_once() {
+        let actor = CacheActor::new(1 << 20, NoDatabase.start().recipient());
+        let (cache, hosted) = HostedCache::new(actor);
+        let hosted = Arc::new(hosted);
+        cache.do_send(Put {
+            uid: "early".into(),
+            json: json(),
+        });
+        let stats = actix_rt::spawn(cache.send(GetCacheStats));
+        for _ in 0..10 {
+            actix_rt::task::yield_now().await;
+        }
+        assert!(
+            !stats.is_finished(),
+            "nothing answers before the actor runs"
+        );
+
+        let arbiter = Arbiter::new();
+        let (started, on_arbiter) = oneshot::channel();
+        let host = Arc::clone(&hosted);
+        arbiter.spawn_fn(move || {
+            let _ = started.send(host.start_here());
+        });
+        assert!(
+            on_arbiter.await.expect("the arbiter ran"),
+            "the first start"
+        );
+        assert!(
+            !hosted.start_here(),
+            "a second thread does not start another"
+        );
+        let stats = stats.await.expect("task").expect("answered");
+        assert_eq!(stats.entries, 1, "the put sent before the start was kept");
+        arbiter.stop();
+    }
 
     fn json() -> Bytes {
         Bytes::from_static(b"{}")

@@ -1,5 +1,6 @@
-//! DbReader: the read queries other than single orders (recent lists, counts) and the
-//! database health probe. Lives on the main System with the pool: HTTP workers never open
+//! DbReader: the read queries (single orders for the CacheActor's misses, recent lists,
+//! counts, dead letters) and the database health probe. Lives on the main System with
+//! the pool: neither HTTP workers nor the CacheActor (which runs on one of them) open
 //! database connections on their own runtimes.
 
 use std::collections::HashMap;
@@ -7,10 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::cache_actor::cached_json;
 use crate::db::dead_letters::{self, LetterFilter, ReplayRecord};
 use crate::db::models::OrderSummary;
 use crate::db::{DbError, PgPool, queries};
@@ -44,6 +47,15 @@ pub struct DeadLetterPage {
 pub struct ReplayLetters {
     pub filter: LetterFilter,
     pub dry_run: bool,
+}
+
+/// One stored order, as the cache keeps it (ready-to-send JSON): the CacheActor's read on a
+/// miss. The read and the serialization run here, on the main System with the pool, wherever
+/// the CacheActor lives.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Bytes>, DbError>")]
+pub struct LoadOrder {
+    pub uid: String,
 }
 
 /// Number of stored orders, counted at most once per [`count_interval`]: callers in between
@@ -237,6 +249,19 @@ impl Handler<RecentOrders> for DbReader {
         Box::pin(async move {
             let mut conn = pool.get().await?;
             Ok(queries::recent_summaries(&mut conn, msg.before, msg.limit).await?)
+        })
+    }
+}
+
+impl Handler<LoadOrder> for DbReader {
+    type Result = ResponseFuture<Result<Option<Bytes>, DbError>>;
+
+    fn handle(&mut self, msg: LoadOrder, _: &mut Context<Self>) -> Self::Result {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut conn = pool.get().await?;
+            let order = queries::find_order(&mut conn, &msg.uid).await?;
+            Ok(order.map(|o| cached_json(o.to_json())))
         })
     }
 }

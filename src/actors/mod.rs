@@ -11,12 +11,13 @@
 //!
 //! Reader and writers know each other only as `Recipient`s of the messages in
 //! [`messages`], so neither imports the other and a test actor can stand in for either.
-//! - [`CacheActor`](cache_actor::CacheActor) (main System): owns the cache; answers `Get`
-//!   from HTTP workers (a batch of lookups, one message in flight per worker, see
-//!   `http::cache_client`; reading through to PostgreSQL on a miss, concurrent misses for one
-//!   id sharing one read, an absent id remembered briefly), takes `Put` from writers and
-//!   from the admin replay, and `Warm` pages at start-up; answers `GetCacheStats`.
-//! - [`DbReader`](db_reader::DbReader) (main System): answers `RecentOrders`,
+//! - [`CacheActor`](cache_actor::CacheActor) (the first HTTP worker's thread): owns the
+//!   cache; answers `Get` from HTTP workers (a batch of lookups, one message in flight per
+//!   worker, see `http::cache_client`; reading through to PostgreSQL on a miss by asking the
+//!   DbReader, concurrent misses for one id sharing one read, an absent id remembered
+//!   briefly), takes `Put` from writers and from the admin replay, and `Warm` pages at
+//!   start-up; answers `GetCacheStats`.
+//! - [`DbReader`](db_reader::DbReader) (main System): answers `LoadOrder`, `RecentOrders`,
 //!   `DeadLetterPage`, `ReplayLetters` and `CountOrders` (at most one count every few
 //!   seconds); probes the database every second for `/health`; purges old dead letters
 //!   (retention) hourly.

@@ -89,23 +89,14 @@ async fn send_batches(cache: Addr<CacheActor>, queue: Rc<Queue>) {
 
 #[cfg(test)]
 mod tests {
-    use actix::Actor;
+    use actix::prelude::*;
     use actix_web::web::Bytes;
-    use diesel_async::AsyncPgConnection;
-    use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-    use diesel_async::pooled_connection::bb8::Pool;
 
     use super::*;
-    use crate::actors::cache_actor::Put;
+    use crate::actors::cache_actor::{Put, tests::NoDatabase};
 
-    /// A pool that never connects: nothing listens on port 1.
-    fn unreachable_pool() -> crate::db::PgPool {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(
-            "postgres://nobody:nothing@127.0.0.1:1/none",
-        );
-        Pool::builder()
-            .connection_timeout(std::time::Duration::from_millis(200))
-            .build_unchecked(manager)
+    fn cache_actor(max_bytes: u64) -> CacheActor {
+        CacheActor::new(max_bytes, NoDatabase.start().recipient())
     }
 
     fn json_of(uid: &str) -> Bytes {
@@ -123,7 +114,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn lookups_started_together_share_one_message_and_get_their_own_answers() {
-        let cache = CacheActor::new(1 << 20, unreachable_pool()).start();
+        let cache = cache_actor(1 << 20).start();
         put_orders(&cache, 20).await;
         let client = CacheClient::new(cache);
 
@@ -145,10 +136,8 @@ mod tests {
     #[actix_rt::test]
     async fn lookups_started_while_a_message_is_out_go_together_when_it_returns() {
         let arbiter = actix::Arbiter::new();
-        let pool = unreachable_pool();
-        let cache = CacheActor::start_in_arbiter(&arbiter.handle(), move |_| {
-            CacheActor::new(1 << 20, pool)
-        });
+        let actor = cache_actor(1 << 20);
+        let cache = CacheActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
         put_orders(&cache, 11).await;
         let client = Rc::new(CacheClient::new(cache));
 
@@ -184,7 +173,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_miss_in_a_batch_does_not_hold_back_the_hits() {
-        let cache = CacheActor::new(1 << 20, unreachable_pool()).start();
+        let cache = cache_actor(1 << 20).start();
         put_orders(&cache, 1).await;
         let client = CacheClient::new(cache);
 
@@ -204,9 +193,8 @@ mod tests {
     #[actix_rt::test]
     async fn a_stopped_cache_answers_unavailable() {
         let arbiter = actix::Arbiter::new();
-        let pool = unreachable_pool();
-        let cache =
-            CacheActor::start_in_arbiter(&arbiter.handle(), move |_| CacheActor::new(0, pool));
+        let actor = cache_actor(0);
+        let cache = CacheActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
         arbiter.stop();
         while cache.connected() {
             actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -26,14 +26,15 @@ use self::admin::AdminAuth;
 
 use self::cache_client::CacheClient;
 
-use crate::actors::cache_actor::CacheActor;
+use crate::actors::cache_actor::{CacheActor, HostedCache};
 use crate::actors::db_reader::DbReader;
 use crate::actors::kafka_reader::KafkaReader;
 use crate::config::AdminToken;
 use crate::health::Health;
 use crate::metrics::METRICS;
 
-/// What the handlers share: actor addresses (the actors live on the main System).
+/// What the handlers share: actor addresses (the CacheActor lives on the first HTTP worker,
+/// the others on the main System).
 pub struct AppState {
     pub cache: Addr<CacheActor>,
     pub db: Addr<DbReader>,
@@ -117,8 +118,16 @@ pub fn public_server(
     state: web::Data<AppState>,
     prometheus: PrometheusMetrics,
     workers: usize,
+    cache: HostedCache,
 ) -> anyhow::Result<Server> {
+    let cache = Arc::new(cache);
     let server = HttpServer::new(move || {
+        if cache.start_here() {
+            log::debug!(
+                "the cache actor runs on {:?}",
+                std::thread::current().name()
+            );
+        }
         app_with_defaults!(state, prometheus)
             // Built here, so one per worker: see `cache_client`.
             .app_data(web::Data::new(CacheClient::new(state.cache.clone())))
