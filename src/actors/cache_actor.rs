@@ -9,7 +9,8 @@
 //!   not to answer, so [`Misses`] keeps a flood of them off the database: concurrent misses
 //!   for one id share one read, and an id just found absent is answered 404 for
 //!   [`ABSENT_FOR`] without a read (forgotten as soon as the order is written here).
-//! - `Warm` (start-up): pages of the newest orders, accepted until the byte budget is full.
+//! - `Warm` (start-up, see [`super::warm_up`]): pages of the newest orders, accepted until
+//!   the byte budget is full.
 //!
 //! `CACHE_MAX_BYTES=0` turns the cache off: every lookup reads the database.
 //!
@@ -27,10 +28,8 @@ use actix_web::web::Bytes;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter, unsync::Cache};
 use tokio::sync::oneshot;
 
-use anyhow::Context as _;
-
 use super::db_reader::LoadOrder;
-use crate::db::{DbError, PgPool, queries};
+use crate::db::DbError;
 use crate::metrics::METRICS;
 
 /// Bytes counted per entry on top of key and JSON: the entry, the `Bytes` header, the
@@ -398,67 +397,6 @@ impl Handler<GetCacheStats> for CacheActor {
             evictions: METRICS.cache_evictions.get(),
         }
     }
-}
-
-/// Orders per warm-up page.
-const WARM_PAGE: i64 = 2_000;
-
-/// Loads the newest orders into the cache, page by page (id ranges, newest first), until the
-/// cache is full or every order is in. The next page is fetched while the current one is
-/// serialized and handed to the cache, so PostgreSQL and this thread work in parallel.
-/// Returns how many orders were cached.
-pub async fn warm_up(pool: &PgPool, cache: &Addr<CacheActor>) -> anyhow::Result<usize> {
-    let bounds = {
-        let mut conn = pool
-            .get()
-            .await
-            .context("Failed to get a database connection for the cache warm-up")?;
-        queries::order_id_bounds(&mut conn)
-            .await
-            .context("Failed to read the order id range for the cache warm-up")?
-    };
-    let Some((lowest, highest)) = bounds else {
-        return Ok(0);
-    };
-    let fetch = |hi: i64| {
-        let pool = pool.clone();
-        actix::spawn(async move {
-            let mut conn = pool.get().await.map_err(DbError::from)?;
-            queries::orders_in_id_range(&mut conn, hi - WARM_PAGE, hi)
-                .await
-                .map_err(DbError::from)
-        })
-    };
-    let mut total = 0;
-    let mut hi = highest;
-    let mut pending = Some(fetch(hi));
-    while let Some(page) = pending.take() {
-        let orders = page
-            .await
-            .context("the warm-up task failed")?
-            .context("Failed to read orders for the cache warm-up")?;
-        hi -= WARM_PAGE;
-        let more = hi >= lowest;
-        if more {
-            pending = Some(fetch(hi));
-        }
-        let page: Vec<(String, Bytes)> = orders
-            .into_iter()
-            .map(|o| {
-                let json = cached_json(o.to_json());
-                (o.order_uid, json)
-            })
-            .collect();
-        let progress = cache
-            .send(Warm { orders: page })
-            .await
-            .context("the cache actor is gone")?;
-        total += progress.accepted;
-        if progress.full {
-            break;
-        }
-    }
-    Ok(total)
 }
 
 #[cfg(test)]

@@ -31,3 +31,4 @@ pub mod db_reader;
 pub mod kafka_reader;
 pub mod messages;
 pub mod order_writer;
+pub mod warm_up;
