@@ -203,7 +203,9 @@ mod tests {
             .await
             .expect("send");
         drop(tx);
-        let err = deliver_in_order(&mut [rx], 3, &cache).await.unwrap_err();
+        let err = deliver_in_order(&mut [rx], 3, &cache)
+            .await
+            .expect_err("the reader failed");
         assert!(format!("{err:#}").contains("connection reset"), "{err:#}");
     }
 }
