@@ -215,7 +215,7 @@ async fn replay_page(
             if let (Outcome::Stored, Ok(valid)) = (&outcome, incoming.verdict) {
                 summary.stored_orders.push((
                     valid.order.order_uid,
-                    crate::actors::cache_actor::cached_json(valid.json),
+                    crate::actors::cache_actor::cached_json(&valid.json),
                 ));
             }
         }

@@ -61,8 +61,8 @@ type OrderCache = Cache<String, Bytes, OrderWeight, DefaultHashBuilder, CountEvi
 /// The cache's form of an order's JSON: a copy in an allocation of exactly its size.
 /// serde's buffer grows by doubling and `Bytes::from(Vec)` would keep the spare capacity (and
 /// allocators may not shrink in place), so an entry could hold up to twice its size.
-pub fn cached_json(json: Vec<u8>) -> Bytes {
-    Bytes::copy_from_slice(&json)
+pub fn cached_json(json: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(json)
 }
 
 /// HTTP → cache: the JSON of the orders with these ids, from the cache or the database; one

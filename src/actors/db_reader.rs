@@ -261,7 +261,7 @@ impl Handler<LoadOrder> for DbReader {
         Box::pin(async move {
             let mut conn = pool.get().await?;
             let order = queries::find_order(&mut conn, &msg.uid).await?;
-            Ok(order.map(|o| cached_json(o.to_json())))
+            Ok(order.map(|o| cached_json(&o.to_json())))
         })
     }
 }

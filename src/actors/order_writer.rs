@@ -143,7 +143,7 @@ impl OrderWriter {
             {
                 self.peers.cache.do_send(Put {
                     uid: valid.order.order_uid,
-                    json: cached_json(valid.json),
+                    json: cached_json(&valid.json),
                 });
             }
             match by_epoch.last_mut() {

@@ -90,6 +90,8 @@ async fn read_pages(target: DbTarget, pages: Vec<(i64, i64)>, tx: mpsc::Sender<P
             return;
         }
     };
+    // One serialization buffer for every order; each entry is then copied out at its size.
+    let mut json = Vec::with_capacity(4096);
     for (lo, hi) in pages {
         let page = queries::orders_in_id_range(&mut conn, lo, hi)
             .await
@@ -97,8 +99,9 @@ async fn read_pages(target: DbTarget, pages: Vec<(i64, i64)>, tx: mpsc::Sender<P
                 orders
                     .into_iter()
                     .map(|o| {
-                        let json = cached_json(o.to_json());
-                        (o.order_uid, json)
+                        json.clear();
+                        o.write_json(&mut json);
+                        (o.order_uid, cached_json(&json))
                     })
                     .collect()
             })
