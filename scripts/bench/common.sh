@@ -70,13 +70,17 @@ metric() { curl -s "${admin:-$base}/metrics" | awk -v m="$1" '$1 == m {print $2}
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000 }'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
 
-# single_run: one connection, one request at a time, random ids from $ids for 5 s; prints
-# p50 µs, p99 µs and the service's CPU µs per request.
+# single_run [PATH]: one connection, one request at a time for 5 s, to random ids from $ids
+# (or to PATH); prints p50 µs, p99 µs and the service's CPU µs per request.
 single_run() {
   local before after requests
   before="$(cpu_ticks)"
-  IDS_FILE="$ids" wrk -t1 -c1 -d5s --latency -s "$here/bench/random-ids.lua" "$base" \
-    >"$bench_dir/wrk1.out"
+  if [[ -n "${1:-}" ]]; then
+    wrk -t1 -c1 -d5s --latency "$base$1" >"$bench_dir/wrk1.out"
+  else
+    IDS_FILE="$ids" wrk -t1 -c1 -d5s --latency -s "$here/bench/random-ids.lua" "$base" \
+      >"$bench_dir/wrk1.out"
+  fi
   after="$(cpu_ticks)"
   requests="$(awk '/requests in/ {print $1}' "$bench_dir/wrk1.out")"
   echo "$(to_us "$(awk '$1 == "50%" {print $2}' "$bench_dir/wrk1.out")")" \
