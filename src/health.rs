@@ -57,6 +57,8 @@ pub struct Health {
     topic: AtomicU8,
     dlq: AtomicU8,
     cache_warm: AtomicBool,
+    /// The CacheActor stopped (the HTTP worker hosting it ended): lookups read the database.
+    cache_gone: AtomicBool,
     /// Writers that cannot reach the database.
     writers_unavailable: AtomicUsize,
     /// Writers blocked on a message the database refuses, dead letter included.
@@ -68,7 +70,8 @@ pub struct Health {
 /// What `/health` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealthReport {
-    /// `ok`, `degraded` (serving and ingesting, the DLQ topic failing) or `unavailable`.
+    /// `ok`, `degraded` (serving and ingesting, but the DLQ topic failing or the cache gone)
+    /// or `unavailable`.
     pub status: &'static str,
     pub phase: &'static str,
     pub database: &'static str,
@@ -104,6 +107,7 @@ impl Health {
             topic: AtomicU8::new(TopicState::Unknown as u8),
             dlq: AtomicU8::new(DlqState::Ok as u8),
             cache_warm: AtomicBool::new(false),
+            cache_gone: AtomicBool::new(false),
             writers_unavailable: AtomicUsize::new(0),
             writers_blocked: AtomicUsize::new(0),
             phase: Mutex::new("starting"),
@@ -154,6 +158,11 @@ impl Health {
         self.cache_warm.store(true, Ordering::Relaxed);
     }
 
+    /// The CacheActor is gone; true the first time (so that it is logged once).
+    pub fn set_cache_gone(&self) -> bool {
+        !self.cache_gone.swap(true, Ordering::Relaxed)
+    }
+
     /// A writer's condition changed from `from` to `to` (`None`: making progress).
     pub fn writer_condition(
         &self,
@@ -185,6 +194,7 @@ impl Health {
         let kafka = self.kafka_up.load(Ordering::Relaxed);
         let topic = self.topic();
         let warm = self.cache_warm.load(Ordering::Relaxed);
+        let gone = self.cache_gone.load(Ordering::Relaxed);
         let unavailable = self.writers_unavailable.load(Ordering::Relaxed) > 0;
         let blocked = self.writers_blocked.load(Ordering::Relaxed) > 0;
         let dlq = self.dlq();
@@ -193,6 +203,7 @@ impl Health {
         let status = match (ready, dlq) {
             (false, _) => "unavailable",
             (true, DlqState::Missing | DlqState::Failing) => "degraded",
+            (true, _) if gone => "degraded",
             (true, _) => "ok",
         };
         HealthReport {
@@ -202,7 +213,11 @@ impl Health {
             kafka: if kafka { "up" } else { "down" },
             topic,
             dlq,
-            cache: if warm { "warm" } else { "warming" },
+            cache: match (gone, warm) {
+                (true, _) => "gone",
+                (false, true) => "warm",
+                (false, false) => "warming",
+            },
             ingest: if blocked {
                 "blocked"
             } else if unavailable {
@@ -250,6 +265,16 @@ mod tests {
         let r = h.report();
         assert_eq!(r.status, "degraded");
         assert!(r.serving());
+    }
+
+    #[test]
+    fn a_gone_cache_degrades_the_service_and_is_named() {
+        let h = ready();
+        assert!(h.set_cache_gone(), "the first report");
+        assert!(!h.set_cache_gone(), "reported once");
+        let r = h.report();
+        assert_eq!((r.status, r.cache), ("degraded", "gone"));
+        assert!(r.serving(), "lookups still answer from the database");
     }
 
     #[test]

@@ -188,7 +188,11 @@ async fn start_ingest(
 
     health.set_phase("warming the cache");
     let started = Instant::now();
-    let warmed = crate::actors::warm_up::warm_up(&config.database, pool, cache).await?;
+    let warmed = if config.cache_max_bytes == 0 {
+        0 // The cache is off: nothing to read.
+    } else {
+        crate::actors::warm_up::warm_up(&config.database, pool, cache).await?
+    };
     let elapsed = started.elapsed();
     METRICS.warmup_orders.set(warmed as i64);
     METRICS.warmup_seconds.set(elapsed.as_secs_f64());

@@ -7,14 +7,16 @@ bench_setup() {
   mkdir -p "$bench_dir"
   export PG_PORT="${BENCH_PG_PORT:-56432}" KAFKA_PORT="${BENCH_KAFKA_PORT:-49092}"
   eval "$("$here/infra" up --no-browser "$bench_dir/infra")"
-  # The clusters outlive a run: drop the databases of earlier runs (a 1M run leaves 1.1 GB,
-  # a 10M run ~12 GB).
-  local old
-  for old in $(psql -qtA "$ADMIN_DATABASE_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'bench\_%'"); do
-    psql -q "$ADMIN_DATABASE_URL" -c "DROP DATABASE \"$old\"" >/dev/null
+  # The clusters outlive a run: drop the databases and topics of earlier runs (a 1M run
+  # leaves 1.1 GB, a 10M run ~19 GB). One benchmark at a time: the ports are fixed anyway.
+  local old olds
+  olds="$(psql -qtA "$ADMIN_DATABASE_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'bench\_%'")" ||
+    die "cannot list the earlier benchmark databases"
+  for old in $olds; do
+    psql -q "$ADMIN_DATABASE_URL" -c "DROP DATABASE \"$old\" WITH (FORCE)" >/dev/null
   done
-  # And the topics of earlier runs (the 10M run's holds ~7 GB).
-  "$here/kafka" topics "$KAFKA_PORT" --delete --if-exists --topic 'orders_bench_.*' >/dev/null 2>&1 || true
+  "$here/kafka" topics "$KAFKA_PORT" --delete --if-exists --topic 'orders_bench_.*' >/dev/null 2>&1 ||
+    log "warning: could not delete the earlier benchmark topics (their log stays on disk)"
   if [[ -n "${BENCH_BIN:-}" ]]; then
     # Another build's binaries (e.g. an older commit's, for a before/after comparison).
     bin="$BENCH_BIN"

@@ -262,6 +262,7 @@ impl CacheActor {
             });
             let lookup = match loaded {
                 Ok(Some(json)) => {
+                    let json = cached_json(&json);
                     act.insert(uid.clone(), json.clone());
                     Lookup::Miss(json)
                 }
@@ -413,7 +414,7 @@ pub(crate) mod tests {
     }
 
     impl Handler<LoadOrder> for NoDatabase {
-        type Result = ResponseFuture<Result<Option<Bytes>, DbError>>;
+        type Result = ResponseFuture<Result<Option<Vec<u8>>, DbError>>;
 
         fn handle(&mut self, _: LoadOrder, _: &mut Context<Self>) -> Self::Result {
             Box::pin(async {

@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::cache_actor::cached_json;
 use crate::db::dead_letters::{self, LetterFilter, ReplayRecord};
 use crate::db::models::OrderSummary;
 use crate::db::{DbError, PgPool, queries};
@@ -49,11 +47,11 @@ pub struct ReplayLetters {
     pub dry_run: bool,
 }
 
-/// One stored order, as the cache keeps it (ready-to-send JSON): the CacheActor's read on a
-/// miss. The read and the serialization run here, on the main System with the pool, wherever
-/// the CacheActor lives.
+/// One stored order's JSON: the CacheActor's read on a miss (and the HTTP workers' own while
+/// the CacheActor is gone). The read and the serialization run here, on the main System with
+/// the pool, wherever the CacheActor lives.
 #[derive(Message)]
-#[rtype(result = "Result<Option<Bytes>, DbError>")]
+#[rtype(result = "Result<Option<Vec<u8>>, DbError>")]
 pub struct LoadOrder {
     pub uid: String,
 }
@@ -254,14 +252,14 @@ impl Handler<RecentOrders> for DbReader {
 }
 
 impl Handler<LoadOrder> for DbReader {
-    type Result = ResponseFuture<Result<Option<Bytes>, DbError>>;
+    type Result = ResponseFuture<Result<Option<Vec<u8>>, DbError>>;
 
     fn handle(&mut self, msg: LoadOrder, _: &mut Context<Self>) -> Self::Result {
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await?;
             let order = queries::find_order(&mut conn, &msg.uid).await?;
-            Ok(order.map(|o| cached_json(&o.to_json())))
+            Ok(order.map(|o| o.to_json()))
         })
     }
 }

@@ -16,7 +16,9 @@
 //!   worker, see `http::cache_client`; reading through to PostgreSQL on a miss by asking the
 //!   DbReader, concurrent misses for one id sharing one read, an absent id remembered
 //!   briefly), takes `Put` from writers and from the admin replay, and `Warm` pages at
-//!   start-up; answers `GetCacheStats`.
+//!   start-up (from [`warm_up`], which reads them on two threads); answers `GetCacheStats`.
+//!   It runs on the first HTTP worker's thread; if that worker ends first, the workers read
+//!   through the DbReader (`http::cache_client`).
 //! - [`DbReader`](db_reader::DbReader) (main System): answers `LoadOrder`, `RecentOrders`,
 //!   `DeadLetterPage`, `ReplayLetters` and `CountOrders` (at most one count every few
 //!   seconds); probes the database every second for `/health`; purges old dead letters

@@ -57,13 +57,20 @@ pub async fn warm_up(
         })
         .collect();
     let (arbiters, mut receivers): (Vec<_>, Vec<_>) = readers.into_iter().unzip();
-    let cached = deliver_in_order(&mut receivers, pages.len(), cache).await;
-    // Readers blocked on a full channel see it closed and end; then their threads stop.
-    drop(receivers);
-    for arbiter in arbiters {
-        arbiter.stop();
+    // Stops the readers' threads however this ends: done, failed, or dropped by a SIGTERM
+    // during start-up (readers blocked on a full channel see it closed first).
+    let _stop = StopOnDrop(arbiters);
+    deliver_in_order(&mut receivers, pages.len(), cache).await
+}
+
+struct StopOnDrop(Vec<Arbiter>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for arbiter in &self.0 {
+            arbiter.stop();
+        }
     }
-    cached
 }
 
 /// The id ranges `(lo, hi]` that cover `lowest..=highest`, `width` ids each, newest first.
@@ -105,7 +112,11 @@ async fn read_pages(target: DbTarget, pages: Vec<(i64, i64)>, tx: mpsc::Sender<P
                     })
                     .collect()
             })
-            .with_context(|| format!("Failed to read orders {lo}..={hi} for the cache warm-up"));
+            .with_context(|| {
+                format!(
+                    "Failed to read the orders with ids {lo} < id <= {hi} for the cache warm-up"
+                )
+            });
         let failed = page.is_err();
         // A closed channel: the cache is full (or the warm-up failed elsewhere).
         if tx.send(page).await.is_err() || failed {
@@ -144,7 +155,6 @@ mod tests {
     use super::*;
     use crate::actors::cache_actor::tests::NoDatabase;
     use crate::actors::cache_actor::{GetCacheStats, Lookup};
-    use crate::http::cache_client::CacheClient;
 
     #[test]
     fn pages_cover_every_id_once_newest_first() {
@@ -171,7 +181,8 @@ mod tests {
     /// first, and, once full, hold pages 0 and 1 (the newest), not 1 and 3.
     #[actix_rt::test]
     async fn pages_reach_the_cache_newest_first_whichever_reader_is_faster() {
-        // Room for 20 orders of ~110 bytes + overhead: two pages of 10.
+        // Room for 21 entries of ~203 bytes (a 7-byte id, 100 bytes of JSON, 96 of overhead):
+        // two pages of 10 and one order of the third.
         let actor = CacheActor::new(20 * 220, NoDatabase.start().recipient());
         let cache = actor.start();
         let (tx0, rx0) = mpsc::channel(AHEAD);
@@ -191,7 +202,7 @@ mod tests {
         assert_eq!(stats.evictions, 0, "the warm-up never evicts");
         assert_eq!(cached, stats.entries);
         assert!(cached >= 20, "pages 0 and 1 fit: {cached}");
-        let client = CacheClient::new(cache);
+        let client = crate::http::cache_client::tests::client(cache);
         for i in 0..20 {
             let lookup = client.get(format!("order{i}")).await;
             assert!(matches!(lookup, Lookup::Hit(_)), "order{i}: {lookup:?}");

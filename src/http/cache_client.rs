@@ -14,19 +14,36 @@
 //!
 //! One client per worker (built in the `HttpServer` factory), so the queue is a `RefCell`:
 //! everything here runs on that worker's thread.
+//!
+//! The CacheActor lives on the first HTTP worker's thread; if that worker ends before the
+//! others (a graceful stop lets an idle worker go first; a crashed worker is restarted
+//! without it), lookups go to the DbReader instead: answers keep coming, from the database,
+//! and `/health` says `"cache": "gone"`.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
-use actix::Addr;
+use actix::{Addr, Recipient};
+use actix_web::web::Bytes;
 use tokio::sync::oneshot;
 
 use crate::actors::cache_actor::{Answer, CacheActor, Get, Lookup};
+use crate::actors::db_reader::LoadOrder;
+use crate::health::Health;
 use crate::metrics::METRICS;
 
 pub struct CacheClient {
-    cache: Addr<CacheActor>,
+    peers: Peers,
     queue: Rc<Queue>,
+}
+
+/// Where lookups go: the CacheActor, or the DbReader once it is gone.
+#[derive(Clone)]
+pub struct Peers {
+    pub cache: Addr<CacheActor>,
+    pub loader: Recipient<LoadOrder>,
+    pub health: Arc<Health>,
 }
 
 #[derive(Default)]
@@ -38,9 +55,9 @@ struct Queue {
 }
 
 impl CacheClient {
-    pub fn new(cache: Addr<CacheActor>) -> Self {
+    pub fn new(peers: Peers) -> Self {
         Self {
-            cache,
+            peers,
             queue: Rc::default(),
         }
     }
@@ -50,7 +67,7 @@ impl CacheClient {
         let (tx, rx) = oneshot::channel();
         self.queue.waiting.borrow_mut().push((uid, tx));
         if !self.queue.sending.replace(true) {
-            actix_web::rt::spawn(send_batches(self.cache.clone(), Rc::clone(&self.queue)));
+            actix_web::rt::spawn(send_batches(self.peers.clone(), Rc::clone(&self.queue)));
         }
         let gone = || Lookup::Unavailable;
         match rx.await {
@@ -68,17 +85,22 @@ impl CacheClient {
 
 /// Sends everything queued as one message, hands each waiting handler its answer, and
 /// repeats with what was queued meanwhile until nothing is left.
-async fn send_batches(cache: Addr<CacheActor>, queue: Rc<Queue>) {
+async fn send_batches(peers: Peers, queue: Rc<Queue>) {
     loop {
         let (uids, waiters): (Vec<String>, Vec<_>) = queue.waiting.take().into_iter().unzip();
         if uids.is_empty() {
             queue.sending.set(false);
             return;
         }
+        if !peers.cache.connected() {
+            read_without_cache(&peers, uids, waiters);
+            continue;
+        }
         queue.batches_sent.set(queue.batches_sent.get() + 1);
         METRICS.cache_lookup_batches.inc();
-        // On a mailbox error the senders are dropped: every waiter answers "shutting down".
-        if let Ok(answers) = cache.send(Get { uids }).await {
+        // On a mailbox error (the actor stopped just now) the senders are dropped: every
+        // waiter answers "unavailable"; the next lookups find it gone and read the database.
+        if let Ok(answers) = peers.cache.send(Get { uids }).await {
             for (waiter, answer) in waiters.into_iter().zip(answers) {
                 // The handler may have gone (client disconnected): nothing to tell then.
                 let _ = waiter.send(answer);
@@ -87,16 +109,54 @@ async fn send_batches(cache: Addr<CacheActor>, queue: Rc<Queue>) {
     }
 }
 
+/// The CacheActor is gone: each lookup is read from the database by the DbReader.
+fn read_without_cache(peers: &Peers, uids: Vec<String>, waiters: Vec<oneshot::Sender<Answer>>) {
+    if peers.health.set_cache_gone() {
+        log::warn!(
+            "the cache actor stopped (the HTTP worker hosting it ended): orders are read from the database"
+        );
+    }
+    for (uid, waiter) in uids.into_iter().zip(waiters) {
+        let load = peers.loader.send(LoadOrder { uid: uid.clone() });
+        actix_web::rt::spawn(async move {
+            let lookup = match load.await {
+                Ok(Ok(Some(json))) => Lookup::Miss(Bytes::from(json)),
+                Ok(Ok(None)) => Lookup::NotFound,
+                Ok(Err(e)) => {
+                    crate::logging::request_failure(log::Level::Warn, || {
+                        format!("loading order {uid} failed: {e}")
+                    });
+                    Lookup::Unavailable
+                }
+                Err(_) => Lookup::Unavailable,
+            };
+            let _ = waiter.send(Answer::Ready(lookup));
+        });
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::collections::HashMap;
+
     use actix::prelude::*;
     use actix_web::web::Bytes;
 
     use super::*;
     use crate::actors::cache_actor::{Put, tests::NoDatabase};
+    use crate::db::DbError;
 
     fn cache_actor(max_bytes: u64) -> CacheActor {
         CacheActor::new(max_bytes, NoDatabase.start().recipient())
+    }
+
+    /// A client of `cache` whose database is down.
+    pub(crate) fn client(cache: Addr<CacheActor>) -> CacheClient {
+        CacheClient::new(Peers {
+            cache,
+            loader: NoDatabase.start().recipient(),
+            health: Arc::new(Health::new()),
+        })
     }
 
     fn json_of(uid: &str) -> Bytes {
@@ -116,7 +176,7 @@ mod tests {
     async fn lookups_started_together_share_one_message_and_get_their_own_answers() {
         let cache = cache_actor(1 << 20).start();
         put_orders(&cache, 20).await;
-        let client = CacheClient::new(cache);
+        let client = client(cache);
 
         let lookups = (0..20).rev().map(|i| client.get(format!("order{i}")));
         let answers = futures::future::join_all(lookups).await;
@@ -139,7 +199,7 @@ mod tests {
         let actor = cache_actor(1 << 20);
         let cache = CacheActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
         put_orders(&cache, 11).await;
-        let client = Rc::new(CacheClient::new(cache));
+        let client = Rc::new(client(cache));
 
         // Hold the actor's thread so that the first message stays out.
         arbiter.spawn_fn(|| std::thread::sleep(std::time::Duration::from_millis(300)));
@@ -175,7 +235,7 @@ mod tests {
     async fn a_miss_in_a_batch_does_not_hold_back_the_hits() {
         let cache = cache_actor(1 << 20).start();
         put_orders(&cache, 1).await;
-        let client = CacheClient::new(cache);
+        let client = client(cache);
 
         // The hit resolves while the miss is still trying to reach the database.
         let hit = client.get("order0".into());
@@ -190,16 +250,51 @@ mod tests {
         assert_eq!(client.batches_sent(), 1);
     }
 
+    /// Stands in for the DbReader with these orders stored.
+    struct Stored(HashMap<String, Vec<u8>>);
+
+    impl Actor for Stored {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<LoadOrder> for Stored {
+        type Result = Result<Option<Vec<u8>>, DbError>;
+
+        fn handle(&mut self, msg: LoadOrder, _: &mut Context<Self>) -> Self::Result {
+            Ok(self.0.get(&msg.uid).cloned())
+        }
+    }
+
     #[actix_rt::test]
-    async fn a_stopped_cache_answers_unavailable() {
+    async fn once_the_cache_is_gone_lookups_read_the_database_and_health_says_so() {
         let arbiter = actix::Arbiter::new();
-        let actor = cache_actor(0);
+        let actor = cache_actor(1 << 20);
         let cache = CacheActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+        put_orders(&cache, 1).await;
         arbiter.stop();
         while cache.connected() {
             actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let lookup = CacheClient::new(cache).get("anything".into()).await;
-        assert!(matches!(lookup, Lookup::Unavailable), "{lookup:?}");
+        let stored = Stored(HashMap::from([("order0".to_string(), b"{}".to_vec())]));
+        let health = Arc::new(Health::new());
+        let client = CacheClient::new(Peers {
+            cache,
+            loader: stored.start().recipient(),
+            health: health.clone(),
+        });
+
+        let lookup = client.get("order0".into()).await;
+        assert!(
+            matches!(&lookup, Lookup::Miss(json) if json.as_ref() == b"{}"),
+            "{lookup:?}"
+        );
+        let lookup = client.get("absent".into()).await;
+        assert!(matches!(lookup, Lookup::NotFound), "{lookup:?}");
+        assert_eq!(
+            client.batches_sent(),
+            0,
+            "nothing was sent to the stopped actor"
+        );
+        assert_eq!(health.report().cache, "gone");
     }
 }

@@ -130,7 +130,11 @@ pub fn public_server(
         }
         app_with_defaults!(state, prometheus)
             // Built here, so one per worker: see `cache_client`.
-            .app_data(web::Data::new(CacheClient::new(state.cache.clone())))
+            .app_data(web::Data::new(CacheClient::new(cache_client::Peers {
+                cache: state.cache.clone(),
+                loader: state.db.clone().recipient(),
+                health: state.health.clone(),
+            })))
             // Resources answer 405 (not 404) for a method they do not serve.
             .service(web::resource("/order/{order_uid}").get(orders::get_order))
             .service(web::resource("/orders").get(orders::recent_orders))

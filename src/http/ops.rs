@@ -33,7 +33,8 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /stats`: counters, cache, consumer positions and lag.
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let cache = state.cache.send(GetCacheStats).await?;
+    // Null once the CacheActor is gone (see `cache_client`).
+    let cache = state.cache.send(GetCacheStats).await.ok();
     let consumer = match state.reader.get() {
         Some(reader) => Some(reader.send(GetReaderStats).await?),
         None => None,
