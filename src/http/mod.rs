@@ -275,13 +275,10 @@ async fn admin_page() -> HttpResponse {
 }
 
 async fn admin_asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    match req.path() {
-        "/admin.js" => Ok(static_file("text/javascript; charset=utf-8", ADMIN_JS)),
-        "/admin.css" => Ok(static_file("text/css; charset=utf-8", ADMIN_CSS)),
-        "/favicon.svg" => Ok(static_file("image/svg+xml", FAVICON_SVG)),
-        "/dom.js" => Ok(static_file("text/javascript; charset=utf-8", DOM_JS)),
-        "/base.css" => Ok(static_file("text/css; charset=utf-8", BASE_CSS)),
-        _ => Err(no_such_resource(&req)),
+    match req.path().trim_start_matches('/') {
+        "admin.js" => Ok(static_file(JS, ADMIN_JS)),
+        "admin.css" => Ok(static_file(CSS, ADMIN_CSS)),
+        name => shared_asset(name).ok_or_else(|| no_such_resource(&req)),
     }
 }
 
@@ -291,12 +288,22 @@ async fn page() -> HttpResponse {
 
 async fn asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     match req.match_info().get("asset").unwrap_or_default() {
-        "app.js" => Ok(static_file("text/javascript; charset=utf-8", APP_JS)),
-        "style.css" => Ok(static_file("text/css; charset=utf-8", STYLE_CSS)),
-        "favicon.svg" => Ok(static_file("image/svg+xml", FAVICON_SVG)),
-        "dom.js" => Ok(static_file("text/javascript; charset=utf-8", DOM_JS)),
-        "base.css" => Ok(static_file("text/css; charset=utf-8", BASE_CSS)),
-        _ => Err(no_such_resource(&req)),
+        "app.js" => Ok(static_file(JS, APP_JS)),
+        "style.css" => Ok(static_file(CSS, STYLE_CSS)),
+        name => shared_asset(name).ok_or_else(|| no_such_resource(&req)),
+    }
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The files both pages load, served by both listeners.
+fn shared_asset(name: &str) -> Option<HttpResponse> {
+    match name {
+        "favicon.svg" => Some(static_file("image/svg+xml", FAVICON_SVG)),
+        "dom.js" => Some(static_file(JS, DOM_JS)),
+        "base.css" => Some(static_file(CSS, BASE_CSS)),
+        _ => None,
     }
 }
 
