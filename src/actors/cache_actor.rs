@@ -256,25 +256,11 @@ impl CacheActor {
         };
         METRICS.cache_db_reads.inc();
         let load = self.loader.send(LoadOrder { uid: uid.clone() });
-        ctx.spawn(load.into_actor(self).map(move |loaded, act, _| {
-            let loaded = loaded.unwrap_or_else(|_| {
-                Err(DbError::Unavailable("the database reader is gone".into()))
-            });
-            let lookup = match loaded {
-                Ok(Some(json)) => {
-                    let json = cached_json(&json);
-                    act.insert(uid.clone(), json.clone());
-                    Lookup::Miss(json)
-                }
-                Ok(None) => Lookup::NotFound,
-                Err(e) => {
-                    // The cause stays in the log: callers only learn that it is unavailable.
-                    crate::logging::request_failure(log::Level::Warn, || {
-                        format!("cache: loading order {uid} failed: {e}")
-                    });
-                    Lookup::Unavailable
-                }
-            };
+        ctx.spawn(load.into_actor(self).map(move |answer, act, _| {
+            let lookup = loaded(&uid, answer);
+            if let Lookup::Miss(json) = &lookup {
+                act.insert(uid.clone(), json.clone());
+            }
             act.misses.finish(&uid, lookup, Instant::now());
         }));
         Answer::Loading(rx)
@@ -285,6 +271,23 @@ impl CacheActor {
             cache.insert(uid, json);
             METRICS.cache_entries.set(cache.len() as i64);
             METRICS.cache_bytes.set(cache.weight() as i64);
+        }
+    }
+}
+
+/// What the DbReader's answer to a `LoadOrder` for `uid` is to the asker. A failure's cause
+/// stays in the log: callers only learn that the order is unavailable.
+pub fn loaded(uid: &str, answer: Result<Result<Option<Vec<u8>>, DbError>, MailboxError>) -> Lookup {
+    let answer =
+        answer.unwrap_or_else(|_| Err(DbError::Unavailable("the database reader is gone".into())));
+    match answer {
+        Ok(Some(json)) => Lookup::Miss(cached_json(&json)),
+        Ok(None) => Lookup::NotFound,
+        Err(e) => {
+            crate::logging::request_failure(log::Level::Warn, || {
+                format!("loading order {uid} failed: {e}")
+            });
+            Lookup::Unavailable
         }
     }
 }

@@ -25,10 +25,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::{Addr, Recipient};
-use actix_web::web::Bytes;
 use tokio::sync::oneshot;
 
-use crate::actors::cache_actor::{Answer, CacheActor, Get, Lookup};
+use crate::actors::cache_actor::{Answer, CacheActor, Get, Lookup, loaded};
 use crate::actors::db_reader::LoadOrder;
 use crate::health::Health;
 use crate::metrics::METRICS;
@@ -119,18 +118,7 @@ fn read_without_cache(peers: &Peers, uids: Vec<String>, waiters: Vec<oneshot::Se
     for (uid, waiter) in uids.into_iter().zip(waiters) {
         let load = peers.loader.send(LoadOrder { uid: uid.clone() });
         actix_web::rt::spawn(async move {
-            let lookup = match load.await {
-                Ok(Ok(Some(json))) => Lookup::Miss(Bytes::from(json)),
-                Ok(Ok(None)) => Lookup::NotFound,
-                Ok(Err(e)) => {
-                    crate::logging::request_failure(log::Level::Warn, || {
-                        format!("loading order {uid} failed: {e}")
-                    });
-                    Lookup::Unavailable
-                }
-                Err(_) => Lookup::Unavailable,
-            };
-            let _ = waiter.send(Answer::Ready(lookup));
+            let _ = waiter.send(Answer::Ready(loaded(&uid, load.await)));
         });
     }
 }
