@@ -430,7 +430,9 @@ test('Escape cancels the replay dialog after the dry run: nothing is replayed', 
   await page.keyboard.press('Escape');
   await dialog.waitFor({ state: 'hidden' });
   assert.equal(await activeId(page), 'replay-matching', 'focus returns to the button that opened it');
-  assert.match(await text(page.locator('#status')), /cancelled/i);
+  // The dialog's close event is queued as a task after it hides: wait for its announcement
+  // rather than reading the status line in between (it still says what the filter showed).
+  await page.locator('#status', { hasText: /cancelled: nothing was replayed/i }).waitFor();
   await page.waitForTimeout(500);
   assert.deepEqual(rec.replays, [{ reason: ['malformed'], dry_run: true }], 'only the dry run was sent');
   for (const l of await allLetters('&reason=malformed')) assert.deepEqual(l.replays, [], `letter ${l.id} not replayed`);
