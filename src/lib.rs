@@ -26,6 +26,7 @@
 //! - [`kafka`]: consumer configuration and context, the `OffsetTracker`, the flow control
 //!   (pause decisions), the topic probe, the DLQ publisher.
 //! - [`actors`]: KafkaReader, OrderWriter, CacheActor, DbReader (its `mod.rs` is the map).
+//! - [`cache_entry`]: the cache's form of an order (JSON, or zstd with `CACHE_COMPRESSION`).
 //! - [`http`]: the public listener (page, orders, probes) and the admin listener (bearer token,
 //!   metrics, stats, dead letters, replay, the operator's page); request ids and the access
 //!   log; every error a JSON body.
@@ -35,6 +36,7 @@
 //! - [`metrics`]: every Prometheus metric, declared once with its help text.
 
 pub mod actors;
+pub mod cache_entry;
 pub mod config;
 pub mod db;
 pub mod domain;

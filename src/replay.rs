@@ -38,7 +38,7 @@ pub struct Summary {
     pub valid: usize,
     /// Per letter, in id order (the first 1,000).
     pub letters: Vec<LetterResult>,
-    /// Orders stored by this replay, for the caller's cache.
+    /// Orders stored by this replay (their JSON), for the caller's cache.
     #[serde(skip)]
     pub stored_orders: Vec<(String, Bytes)>,
 }
@@ -213,10 +213,9 @@ async fn replay_page(
             });
             listed(summary, id, uid, result, reason);
             if let (Outcome::Stored, Ok(valid)) = (&outcome, incoming.verdict) {
-                summary.stored_orders.push((
-                    valid.order.order_uid,
-                    crate::actors::cache_actor::cached_json(&valid.json),
-                ));
+                summary
+                    .stored_orders
+                    .push((valid.order.order_uid, Bytes::from(valid.json)));
             }
         }
     }

@@ -68,6 +68,7 @@ impl Application {
         // Started by the first HTTP worker, on its thread (see `cache_actor`).
         let (cache, hosted_cache) = HostedCache::new(CacheActor::new(
             config.cache_max_bytes,
+            config.cache_compression,
             db_reader.clone().recipient(),
         ));
         let reader_slot = Arc::new(OnceLock::new());
@@ -89,6 +90,7 @@ impl Application {
             reader: reader_slot.clone(),
             health: health.clone(),
             access_log: config.access_log,
+            cache_compression: config.cache_compression,
         });
         let metrics = http::http_metrics()?;
         let server = http::public_server(
@@ -191,15 +193,17 @@ async fn start_ingest(
     let warmed = if config.cache_max_bytes == 0 {
         0 // The cache is off: nothing to read.
     } else {
-        crate::actors::warm_up::warm_up(&config.database, pool, cache).await?
+        crate::actors::warm_up::warm_up(&config.database, config.cache_compression, pool, cache)
+            .await?
     };
     let elapsed = started.elapsed();
     METRICS.warmup_orders.set(warmed as i64);
     METRICS.warmup_seconds.set(elapsed.as_secs_f64());
     health.set_cache_warm();
     log::info!(
-        "cache warmed with {warmed} orders in {} ms",
-        elapsed.as_millis()
+        "cache warmed with {warmed} orders in {} ms (CACHE_COMPRESSION={})",
+        elapsed.as_millis(),
+        config.cache_compression.as_str()
     );
 
     health.set_phase("connecting to kafka");
@@ -248,6 +252,7 @@ async fn start_ingest(
         },
         write_timeout: config.ingest.write_timeout,
         connect_timeout: config.ingest.connect_timeout,
+        cache_compression: config.cache_compression,
     };
     let peers = WriterPeers {
         written: reader.clone().recipient(),

@@ -12,7 +12,10 @@
 //! - `Warm` (start-up, see [`super::warm_up`]): pages of the newest orders, accepted until
 //!   the byte budget is full.
 //!
-//! `CACHE_MAX_BYTES=0` turns the cache off: every lookup reads the database.
+//! `CACHE_MAX_BYTES=0` turns the cache off: every lookup reads the database. Entries are in
+//! the form of [`crate::cache_entry`]: JSON, or zstd frames with `CACHE_COMPRESSION=zstd`
+//! (packed by whoever sends them, read by the HTTP workers: this actor never runs zstd but
+//! for the misses it caches).
 //!
 //! Where it runs: on the thread of the first HTTP worker ([`HostedCache`]). A lookup from that
 //! worker is then a message to an actor on its own event loop: no thread is woken, so a lone
@@ -29,6 +32,7 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter, unsync::Cache};
 use tokio::sync::oneshot;
 
 use super::db_reader::LoadOrder;
+use crate::cache_entry::CacheCompression;
 use crate::db::DbError;
 use crate::metrics::METRICS;
 
@@ -58,15 +62,8 @@ impl Lifecycle<String, Bytes> for CountEvictions {
 
 type OrderCache = Cache<String, Bytes, OrderWeight, DefaultHashBuilder, CountEvictions>;
 
-/// The cache's form of an order's JSON: a copy in an allocation of exactly its size.
-/// serde's buffer grows by doubling and `Bytes::from(Vec)` would keep the spare capacity (and
-/// allocators may not shrink in place), so an entry could hold up to twice its size.
-pub fn cached_json(json: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(json)
-}
-
-/// HTTP → cache: the JSON of the orders with these ids, from the cache or the database; one
-/// [`Answer`] per id, in the same order.
+/// HTTP → cache: the orders with these ids, from the cache or the database; one [`Answer`]
+/// per id, in the same order.
 #[derive(Message)]
 #[rtype(result = "Vec<Answer>")]
 pub struct Get {
@@ -81,17 +78,20 @@ pub enum Answer {
     Loading(oneshot::Receiver<Lookup>),
 }
 
+/// Hits and misses carry an entry in the form of [`crate::cache_entry`]: `unpack` gives the
+/// JSON.
 #[derive(Debug, Clone)]
 pub enum Lookup {
     Hit(Bytes),
-    /// Loaded from the database (and now cached).
+    /// Loaded from the database (and now cached): JSON.
     Miss(Bytes),
     NotFound,
     /// The database cannot answer (the cause is logged, not returned).
     Unavailable,
 }
 
-/// Writer → cache: an order just committed.
+/// Writer → cache: an order just committed, packed by the sender
+/// ([`CacheCompression::pack`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Put {
@@ -99,7 +99,7 @@ pub struct Put {
     pub json: Bytes,
 }
 
-/// Start-up → cache: a page of the newest orders, newest first.
+/// Start-up → cache: a page of the newest orders, newest first, packed.
 #[derive(Message)]
 #[rtype(result = "WarmProgress")]
 pub struct Warm {
@@ -120,6 +120,8 @@ pub struct GetCacheStats;
 
 #[derive(Debug, Clone, Copy, MessageResponse, serde::Serialize)]
 pub struct CacheStats {
+    /// `CACHE_COMPRESSION`: `off` or `zstd`.
+    pub compression: &'static str,
     pub entries: usize,
     pub bytes: u64,
     pub capacity_bytes: u64,
@@ -219,10 +221,16 @@ pub struct CacheActor {
     /// Reads a missing order (the DbReader, on the main System with the pool).
     loader: Recipient<LoadOrder>,
     misses: Misses,
+    /// The form misses are cached in (the other entries arrive packed).
+    compression: CacheCompression,
 }
 
 impl CacheActor {
-    pub fn new(max_bytes: u64, loader: Recipient<LoadOrder>) -> Self {
+    pub fn new(
+        max_bytes: u64,
+        compression: CacheCompression,
+        loader: Recipient<LoadOrder>,
+    ) -> Self {
         let cache = (max_bytes > 0).then(|| {
             let estimated_items = (max_bytes / 1024).clamp(16, 1 << 20) as usize;
             Cache::with(
@@ -237,6 +245,7 @@ impl CacheActor {
             cache,
             loader,
             misses: Misses::default(),
+            compression,
         }
     }
 
@@ -259,7 +268,8 @@ impl CacheActor {
         ctx.spawn(load.into_actor(self).map(move |answer, act, _| {
             let lookup = loaded(&uid, answer);
             if let Lookup::Miss(json) = &lookup {
-                act.insert(uid.clone(), json.clone());
+                let entry = act.compression.pack_shared(json);
+                act.insert(uid.clone(), entry);
             }
             act.misses.finish(&uid, lookup, Instant::now());
         }));
@@ -281,7 +291,8 @@ pub fn loaded(uid: &str, answer: Result<Result<Option<Vec<u8>>, DbError>, Mailbo
     let answer =
         answer.unwrap_or_else(|_| Err(DbError::Unavailable("the database reader is gone".into())));
     match answer {
-        Ok(Some(json)) => Lookup::Miss(cached_json(&json)),
+        // An exact-size copy: without compression the cache keeps this very allocation.
+        Ok(Some(json)) => Lookup::Miss(Bytes::copy_from_slice(&json)),
         Ok(None) => Lookup::NotFound,
         Err(e) => {
             crate::logging::request_failure(log::Level::Warn, || {
@@ -393,6 +404,7 @@ impl Handler<GetCacheStats> for CacheActor {
 
     fn handle(&mut self, _: GetCacheStats, _: &mut Context<Self>) -> CacheStats {
         CacheStats {
+            compression: self.compression.as_str(),
             entries: self.cache.as_ref().map_or(0, |c| c.len()),
             bytes: self.cache.as_ref().map_or(0, |c| c.weight()),
             capacity_bytes: self.cache.as_ref().map_or(0, |c| c.capacity()),
@@ -427,9 +439,62 @@ pub(crate) mod tests {
         }
     }
 
+    /// Stands in for the DbReader: every order exists, with items that compress well.
+    struct EveryOrder;
+
+    impl EveryOrder {
+        fn json(uid: &str) -> Vec<u8> {
+            let item = r#"{"chrt_id":9934930,"track_number":"WBILMTESTTRACK","price":453}"#;
+            format!(r#"{{"order_uid":"{uid}","items":[{item},{item},{item}]}}"#).into_bytes()
+        }
+    }
+
+    impl Actor for EveryOrder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<LoadOrder> for EveryOrder {
+        type Result = Result<Option<Vec<u8>>, DbError>;
+
+        fn handle(&mut self, msg: LoadOrder, _: &mut Context<Self>) -> Self::Result {
+            Ok(Some(Self::json(&msg.uid)))
+        }
+    }
+
+    /// Fails if a miss is answered compressed, or cached as plain JSON under
+    /// `CACHE_COMPRESSION=zstd` (the writers and the warm-up pack theirs; misses are packed
+    /// here).
+    #[actix_rt::test]
+    async fn a_miss_is_answered_as_json_and_cached_compressed() {
+        let actor = CacheActor::new(
+            1 << 20,
+            CacheCompression::Zstd,
+            EveryOrder.start().recipient(),
+        );
+        let client = crate::http::cache_client::tests::client(actor.start());
+        let Lookup::Miss(json) = client.get("a".into()).await else {
+            panic!("the first lookup reads the database");
+        };
+        assert_eq!(json, EveryOrder::json("a"));
+        let Lookup::Hit(entry) = client.get("a".into()).await else {
+            panic!("the second is a hit");
+        };
+        assert!(
+            entry.len() < json.len(),
+            "cached compressed: {} bytes from {}",
+            entry.len(),
+            json.len()
+        );
+        assert_eq!(crate::cache_entry::unpack(entry).expect("unpacks"), json);
+    }
+
     #[actix_rt::test]
     async fn a_hosted_cache_keeps_what_it_is_sent_until_a_thread_starts_it_once() {
-        let actor = CacheActor::new(1 << 20, NoDatabase.start().recipient());
+        let actor = CacheActor::new(
+            1 << 20,
+            CacheCompression::Off,
+            NoDatabase.start().recipient(),
+        );
         let (cache, hosted) = HostedCache::new(actor);
         let hosted = Arc::new(hosted);
         cache.do_send(Put {

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use diesel_async::AsyncPgConnection;
 
-use super::cache_actor::{Put, cached_json};
+use super::cache_actor::Put;
 use super::messages::{RawMessage, Write, WriterState, Written};
+use crate::cache_entry::CacheCompression;
 use crate::db::{DbError, DbTarget, queries};
 use crate::domain::parse_and_validate;
 use crate::health::Health;
@@ -40,6 +41,8 @@ pub struct WriterSettings {
     pub write_timeout: Duration,
     /// Longest a connection attempt may take (a proxy can accept TCP for a dead database).
     pub connect_timeout: Duration,
+    /// The form stored orders are sent to the cache in (packed here, off the cache's thread).
+    pub cache_compression: CacheCompression,
 }
 
 /// Where a writer sends what it learns.
@@ -143,7 +146,7 @@ impl OrderWriter {
             {
                 self.peers.cache.do_send(Put {
                     uid: valid.order.order_uid,
-                    json: cached_json(&valid.json),
+                    json: self.settings.cache_compression.pack(&valid.json),
                 });
             }
             match by_epoch.last_mut() {

@@ -13,7 +13,8 @@ use actix_web::web::Bytes;
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
-use super::cache_actor::{CacheActor, Warm, cached_json};
+use super::cache_actor::{CacheActor, Warm};
+use crate::cache_entry::CacheCompression;
 use crate::db::{DbTarget, PgPool, queries};
 
 /// Threads reading pages side by side.
@@ -28,6 +29,7 @@ type Page = anyhow::Result<Vec<(String, Bytes)>>;
 /// Loads the newest orders into the cache; returns how many were cached.
 pub async fn warm_up(
     target: &DbTarget,
+    compression: CacheCompression,
     pool: &PgPool,
     cache: &Addr<CacheActor>,
 ) -> anyhow::Result<usize> {
@@ -51,7 +53,7 @@ pub async fn warm_up(
             let arbiter = Arbiter::new();
             let target = target.clone();
             arbiter.spawn_fn(move || {
-                actix::spawn(read_pages(target, mine, tx));
+                actix::spawn(read_pages(target, compression, mine, tx));
             });
             (arbiter, rx)
         })
@@ -84,8 +86,14 @@ fn page_ranges(lowest: i64, highest: i64, width: i64) -> Vec<(i64, i64)> {
     ranges
 }
 
-/// Reads its pages in order and sends each (or the first error) to the coordinator.
-async fn read_pages(target: DbTarget, pages: Vec<(i64, i64)>, tx: mpsc::Sender<Page>) {
+/// Reads its pages in order and sends each (or the first error) to the coordinator, packed
+/// for the cache (compressing here, on the reader's thread).
+async fn read_pages(
+    target: DbTarget,
+    compression: CacheCompression,
+    pages: Vec<(i64, i64)>,
+    tx: mpsc::Sender<Page>,
+) {
     let mut conn = match target.connect().await {
         Ok(conn) => conn,
         Err(e) => {
@@ -97,7 +105,7 @@ async fn read_pages(target: DbTarget, pages: Vec<(i64, i64)>, tx: mpsc::Sender<P
             return;
         }
     };
-    // One serialization buffer for every order; each entry is then copied out at its size.
+    // One serialization buffer for every order; each entry is then packed at its size.
     let mut json = Vec::with_capacity(4096);
     for (lo, hi) in pages {
         let page = queries::orders_in_id_range(&mut conn, lo, hi)
@@ -108,7 +116,7 @@ async fn read_pages(target: DbTarget, pages: Vec<(i64, i64)>, tx: mpsc::Sender<P
                     .map(|o| {
                         json.clear();
                         o.write_json(&mut json);
-                        (o.order_uid, cached_json(&json))
+                        (o.order_uid, compression.pack(&json))
                     })
                     .collect()
             })
@@ -183,7 +191,11 @@ mod tests {
     async fn pages_reach_the_cache_newest_first_whichever_reader_is_faster() {
         // Room for 21 entries of ~203 bytes (a 7-byte id, 100 bytes of JSON, 96 of overhead):
         // two pages of 10 and one order of the third.
-        let actor = CacheActor::new(20 * 220, NoDatabase.start().recipient());
+        let actor = CacheActor::new(
+            20 * 220,
+            CacheCompression::Off,
+            NoDatabase.start().recipient(),
+        );
         let cache = actor.start();
         let (tx0, rx0) = mpsc::channel(AHEAD);
         let (tx1, rx1) = mpsc::channel(AHEAD);
@@ -211,7 +223,12 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_reader_error_fails_the_warm_up_with_its_cause() {
-        let cache = CacheActor::new(1 << 20, NoDatabase.start().recipient()).start();
+        let cache = CacheActor::new(
+            1 << 20,
+            CacheCompression::Off,
+            NoDatabase.start().recipient(),
+        )
+        .start();
         let (tx, rx) = mpsc::channel(AHEAD);
         tx.send(Err(anyhow::anyhow!("orders 1..=2: connection reset")))
             .await

@@ -53,6 +53,8 @@ pub struct Config {
     /// actix-web worker threads (0 = one per CPU).
     pub http_workers: usize,
     pub cache_max_bytes: u64,
+    /// `CACHE_COMPRESSION`: orders kept as JSON (`off`) or zstd-compressed.
+    pub cache_compression: crate::cache_entry::CacheCompression,
     /// Longest the ordered stop may take before the process exits anyway.
     pub shutdown_timeout: Duration,
     /// Apply pending migrations at start-up (under an advisory lock); `false` waits for a
@@ -228,6 +230,14 @@ impl Config {
             admin_token,
             http_workers: vars.number("HTTP_WORKERS", 0, 0..=256)?,
             cache_max_bytes: vars.number("CACHE_MAX_BYTES", 512 << 20, 0..=u64::MAX)?,
+            cache_compression: {
+                let raw = vars.text("CACHE_COMPRESSION", "off");
+                crate::cache_entry::CacheCompression::parse(&raw).ok_or(ConfigError::Invalid {
+                    name: "CACHE_COMPRESSION",
+                    value: raw,
+                    reason: "must be off or zstd".into(),
+                })?
+            },
             shutdown_timeout: Duration::from_millis(vars.number(
                 "SHUTDOWN_TIMEOUT_MS",
                 15_000,
@@ -428,6 +438,25 @@ mod tests {
         assert_eq!(c.kafka.dlq_topic.as_deref(), Some("orders.dlq"));
         assert_eq!(c.http_addr, "0.0.0.0:8081");
         assert_eq!(c.ingest.max_payload_bytes, 65536);
+        assert_eq!(
+            c.cache_compression,
+            crate::cache_entry::CacheCompression::Off
+        );
+    }
+
+    #[test]
+    fn cache_compression_is_off_or_zstd_and_a_bad_value_names_it() {
+        let c = load(&[DB, ("CACHE_COMPRESSION", "zstd")]).expect("valid");
+        assert_eq!(
+            c.cache_compression,
+            crate::cache_entry::CacheCompression::Zstd
+        );
+        let err = load(&[DB, ("CACHE_COMPRESSION", "gzip")]).expect_err("invalid");
+        assert!(
+            err.to_string()
+                .starts_with("CACHE_COMPRESSION=\"gzip\" is invalid: must be off or zstd"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -132,10 +132,15 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::actors::cache_actor::{Put, tests::NoDatabase};
+    use crate::cache_entry::CacheCompression;
     use crate::db::DbError;
 
     fn cache_actor(max_bytes: u64) -> CacheActor {
-        CacheActor::new(max_bytes, NoDatabase.start().recipient())
+        CacheActor::new(
+            max_bytes,
+            CacheCompression::Off,
+            NoDatabase.start().recipient(),
+        )
     }
 
     /// A client of `cache` whose database is down.

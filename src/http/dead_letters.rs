@@ -109,7 +109,7 @@ pub async fn replay(
     for (uid, json) in &summary.stored_orders {
         state.cache.do_send(Put {
             uid: uid.clone(),
-            json: json.clone(),
+            json: state.cache_compression.pack(json),
         });
     }
     Ok(HttpResponse::Ok().json(&summary))

@@ -43,6 +43,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// `ACCESS_LOG`.
     pub access_log: bool,
+    /// `CACHE_COMPRESSION`: the form orders are sent to the cache in.
+    pub cache_compression: crate::cache_entry::CacheCompression,
 }
 
 /// Only the service's own scripts and styles; no inline code, no third parties.

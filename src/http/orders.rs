@@ -9,6 +9,7 @@ use super::cache_client::CacheClient;
 use super::error::ApiError;
 use crate::actors::cache_actor::Lookup;
 use crate::actors::db_reader::RecentOrders;
+use crate::cache_entry;
 use crate::domain::rules::is_valid_order_uid;
 
 const DEFAULT_LIMIT: i64 = 20;
@@ -29,12 +30,17 @@ pub async fn get_order(
             "{shown:?} is not an order id: expected 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'"
         )));
     }
-    let (json, cache) = match cache.get(uid.to_string()).await {
-        Lookup::Hit(json) => (json, "hit"),
+    let (entry, cache) = match cache.get(uid.to_string()).await {
+        Lookup::Hit(entry) => (entry, "hit"),
         Lookup::Miss(json) => (json, "miss"),
         Lookup::NotFound => return Err(ApiError::NotFound(format!("no order with id {uid}"))),
         Lookup::Unavailable => return Err(ApiError::Unavailable(UNAVAILABLE.into())),
     };
+    // Decompressed here, on this worker, when CACHE_COMPRESSION=zstd (else as it is).
+    let json = cache_entry::unpack(entry).map_err(|e| {
+        log::error!("the cached copy of order {uid} cannot be decompressed: {e}");
+        ApiError::Internal(format!("the cached copy of order {uid} is damaged"))
+    })?;
     // Static names and values: no parsing or allocation per response on the hottest path.
     Ok(HttpResponse::Ok()
         .content_type(HeaderValue::from_static("application/json"))

@@ -312,3 +312,75 @@ async fn the_cache_stays_under_its_byte_bound_and_evicts() {
     assert!(stats["cache"]["evictions"].as_u64().expect("evictions") > 0);
     assert!(stats["cache"]["misses"].as_u64().expect("misses") > 0);
 }
+
+/// The bodies of `uids`, each asserted to be answered from the cache as `expected`.
+async fn bodies(service: &Service, uids: &[String], expected: &str) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    for uid in uids {
+        let res = get(service, &format!("/order/{uid}")).await;
+        assert_eq!(res.status(), 200, "{uid}");
+        assert_eq!(res.headers()["x-cache"], expected, "{uid}");
+        bodies.push(res.bytes().await.expect("body").to_vec());
+    }
+    bodies
+}
+
+/// `CACHE_COMPRESSION=zstd`: the orders the writers sent to the cache and the ones the
+/// warm-up loaded are kept compressed, and every hit is the same bytes as without it. Fails
+/// if hits are sent compressed, if the writers or the warm-up ignore the setting (the cache
+/// is no smaller), or if `/stats` hides which form the cache is in.
+#[tokio::test]
+async fn compressed_entries_are_served_byte_for_byte_from_fewer_cache_bytes() {
+    let env = TestEnv::new("zstd").await;
+    let uids: Vec<String> = (0..20).map(|i| format!("zstd_{i:02}")).collect();
+    let zstd = [("CACHE_COMPRESSION", "zstd")];
+    let cache_of = |stats: &Value| {
+        let cache = &stats["cache"];
+        assert_eq!(cache["entries"], uids.len(), "{stats}");
+        (
+            cache["compression"]
+                .as_str()
+                .expect("compression")
+                .to_string(),
+            cache["bytes"].as_u64().expect("bytes"),
+        )
+    };
+
+    // Written through by the writers.
+    let writer = Service::start(&env, &zstd);
+    produce_and_wait(&env, &writer, &uids).await;
+    let written = bodies(&writer, &uids, "hit").await;
+    let (compression, written_bytes) = cache_of(&get_json(&writer, "/stats").await.1);
+    assert_eq!(compression, "zstd");
+    writer.kill();
+
+    // The reference: the same orders warmed as plain JSON.
+    let plain = Service::start(&env, &[]);
+    let reference = bodies(&plain, &uids, "hit").await;
+    let (compression, plain_bytes) = cache_of(&get_json(&plain, "/stats").await.1);
+    assert_eq!(compression, "off");
+    plain.kill();
+    for (body, uid) in reference.iter().zip(&uids) {
+        let order: Value = serde_json::from_slice(body).expect("plain JSON");
+        assert_eq!(order["order_uid"], uid.as_str());
+    }
+    assert!(
+        written == reference,
+        "written-through hits differ from plain ones"
+    );
+
+    // Warmed compressed.
+    let warmed = Service::start(&env, &zstd);
+    assert!(
+        bodies(&warmed, &uids, "hit").await == reference,
+        "warmed hits differ from plain ones"
+    );
+    let (_, warmed_bytes) = cache_of(&get_json(&warmed, "/stats").await.1);
+    warmed.kill();
+    for (form, bytes) in [("written", written_bytes), ("warmed", warmed_bytes)] {
+        assert!(
+            bytes * 10 < plain_bytes * 8,
+            "{form} compressed: {bytes} cache bytes, plain: {plain_bytes}"
+        );
+    }
+}
