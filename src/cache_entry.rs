@@ -1,8 +1,8 @@
 //! The cache's form of an order: its JSON as it is, or compressed with zstd
-//! (`CACHE_COMPRESSION=zstd`). Compression trades ~1–2 µs of CPU per hit (and a few µs per
-//! write and warmed order, on the writer and warm-up threads) for about 45 % less memory
-//! per cached order, so the same `CACHE_MAX_BYTES` holds ~1.8× the orders (see the README's
-//! benchmarks).
+//! (`CACHE_COMPRESSION=zstd`). Compression trades CPU — a decompression per hit on the HTTP
+//! worker, a compression per entry wherever it is made (writers, warm-up readers, the
+//! CacheActor for misses, the admin worker for replays) — for entries about half the size,
+//! so the same `CACHE_MAX_BYTES` holds more orders (figures in the README's benchmarks).
 //!
 //! An entry says what it is: a zstd frame starts with the magic number `28 B5 2F FD`, and
 //! JSON text starts with `{` (or whitespace), so reading an entry needs no setting.
@@ -14,7 +14,7 @@ use actix_web::web::Bytes;
 
 /// The first bytes of every zstd frame.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
-/// zstd's fastest regular level: ~0.53 of the size for the emulator's orders, where the
+/// zstd's fastest regular level: about half the size for the emulator's orders, where the
 /// default level 3 gains a few percent more for about twice the time.
 const ZSTD_LEVEL: i32 = 1;
 /// Most bytes an entry may expand to: far above any order the service accepts, so a damaged
@@ -97,8 +97,11 @@ thread_local! {
 
 fn compress(json: &[u8]) -> io::Result<Bytes> {
     let new = || {
+        let mut context = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
+        // 4 bytes per entry so that a damaged one is an error, never other bytes served.
+        context.include_checksum(true)?;
         Ok(Compressor {
-            context: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
+            context,
             scratch: Vec::new(),
         })
     };
@@ -186,10 +189,20 @@ mod tests {
 
     #[test]
     fn a_damaged_entry_is_an_error_not_a_panic_or_garbage() {
-        let mut damaged = CacheCompression::Zstd.pack(&order_json()).to_vec();
-        let end = damaged.len() - 8;
-        damaged.truncate(end);
-        assert!(unpack(Bytes::from(damaged)).is_err());
+        let entry = CacheCompression::Zstd.pack(&order_json()).to_vec();
+        let mut truncated = entry.clone();
+        truncated.truncate(entry.len() - 8);
+        assert!(unpack(Bytes::from(truncated)).is_err(), "truncated");
+        // One flipped bit in each byte after the magic number: an error, or (a bit zstd does
+        // not read) the same JSON; the checksum refuses any other bytes.
+        let json = order_json();
+        for at in 4..entry.len() {
+            let mut flipped = entry.clone();
+            flipped[at] ^= 0x10;
+            if let Ok(unpacked) = unpack(Bytes::from(flipped)) {
+                assert!(unpacked == json, "byte {at} flipped: other bytes served");
+            }
+        }
     }
 
     #[test]

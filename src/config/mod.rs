@@ -173,7 +173,7 @@ impl Config {
         let client =
             ClientProperties::from_vars(all.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let dlq = vars.text("KAFKA_DLQ_TOPIC", "orders.dlq");
-        let config = Config {
+        let mut config = Config {
             database,
             migration_database,
             db_pool_size: vars.number("DB_POOL_SIZE", 8, 1..=256)?,
@@ -297,6 +297,10 @@ impl Config {
                     "must differ from HTTP_ADDR: the admin endpoints have a listener of their own"
                         .into(),
             });
+        }
+        if config.cache_max_bytes == 0 {
+            // No cache: nothing would keep what the writers compressed for it.
+            config.cache_compression = crate::cache_entry::CacheCompression::Off;
         }
         Ok(config)
     }
@@ -450,6 +454,12 @@ mod tests {
         assert_eq!(
             c.cache_compression,
             crate::cache_entry::CacheCompression::Zstd
+        );
+        let off = load(&[DB, ("CACHE_COMPRESSION", "zstd"), ("CACHE_MAX_BYTES", "0")]);
+        assert_eq!(
+            off.expect("valid").cache_compression,
+            crate::cache_entry::CacheCompression::Off,
+            "nothing to compress for without a cache"
         );
         let err = load(&[DB, ("CACHE_COMPRESSION", "gzip")]).expect_err("invalid");
         assert!(

@@ -38,7 +38,9 @@ pub async fn get_order(
     };
     // Decompressed here, on this worker, when CACHE_COMPRESSION=zstd (else as it is).
     let json = cache_entry::unpack(entry).map_err(|e| {
-        log::error!("the cached copy of order {uid} cannot be decompressed: {e}");
+        crate::logging::request_failure(log::Level::Error, || {
+            format!("the cached copy of order {uid} cannot be decompressed: {e}")
+        });
         ApiError::Internal(format!("the cached copy of order {uid} is damaged"))
     })?;
     // Static names and values: no parsing or allocation per response on the hottest path.
