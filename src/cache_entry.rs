@@ -34,7 +34,7 @@ pub enum CacheCompression {
 impl CacheCompression {
     pub fn parse(raw: &str) -> Option<Self> {
         match raw.trim().to_ascii_lowercase().as_str() {
-            "off" | "none" => Some(Self::Off),
+            "" | "off" | "none" => Some(Self::Off),
             "zstd" => Some(Self::Zstd),
             _ => None,
         }
@@ -212,6 +212,11 @@ mod tests {
             Some(CacheCompression::Zstd)
         );
         assert_eq!(CacheCompression::parse("off"), Some(CacheCompression::Off));
+        assert_eq!(
+            CacheCompression::parse(""),
+            Some(CacheCompression::Off),
+            "empty: the default"
+        );
         assert_eq!(CacheCompression::parse("lz4"), None);
         assert_eq!(CacheCompression::default(), CacheCompression::Off);
     }

@@ -230,14 +230,12 @@ impl Config {
             admin_token,
             http_workers: vars.number("HTTP_WORKERS", 0, 0..=256)?,
             cache_max_bytes: vars.number("CACHE_MAX_BYTES", 512 << 20, 0..=u64::MAX)?,
-            cache_compression: {
-                let raw = vars.text("CACHE_COMPRESSION", "off");
-                crate::cache_entry::CacheCompression::parse(&raw).ok_or(ConfigError::Invalid {
-                    name: "CACHE_COMPRESSION",
-                    value: raw,
-                    reason: "must be off or zstd".into(),
-                })?
-            },
+            cache_compression: vars.one_of(
+                "CACHE_COMPRESSION",
+                "off",
+                crate::cache_entry::CacheCompression::parse,
+                "must be off or zstd",
+            )?,
             shutdown_timeout: Duration::from_millis(vars.number(
                 "SHUTDOWN_TIMEOUT_MS",
                 15_000,
@@ -249,14 +247,12 @@ impl Config {
                 30,
                 0..=36_500,
             )?,
-            log_format: {
-                let raw = vars.text("LOG_FORMAT", "text");
-                crate::logging::LogFormat::parse(&raw).ok_or(ConfigError::Invalid {
-                    name: "LOG_FORMAT",
-                    value: raw,
-                    reason: "must be text or json".into(),
-                })?
-            },
+            log_format: vars.one_of(
+                "LOG_FORMAT",
+                "text",
+                crate::logging::LogFormat::parse,
+                "must be text or json",
+            )?,
             access_log: vars.flag("ACCESS_LOG", true)?,
         };
         if config.shutdown_timeout.as_millis() >= u128::from(config.kafka.max_poll_interval_ms) {
@@ -379,6 +375,22 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             });
         }
         Ok(value.trim().to_string())
+    }
+
+    /// A setting with a few named values (`parse` knows them; `expected` says which).
+    fn one_of<T>(
+        &self,
+        name: &'static str,
+        default: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        let value = self.text(name, default);
+        parse(&value).ok_or_else(|| ConfigError::Invalid {
+            name,
+            value,
+            reason: expected.into(),
+        })
     }
 
     fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
