@@ -162,7 +162,10 @@ test('without the token every data area shows the 401 message; a wrong token is 
   assert.equal(await page.locator('#status').getAttribute('aria-live'), 'polite');
   await page.screenshot({ path: path.join(ARTIFACTS, 'admin-unauthorized.png'), fullPage: true });
 
-  // Polling stops while the token is missing: no flood of 401s.
+  // Polling stops while the token is missing: no flood of 401s. The first 401 marks all three
+  // areas, so first wait for the answers to all three requests of the start.
+  await pollUntil('the 401s of health, stats and dead letters',
+    () => rec.unauthorized >= 3 || `${rec.unauthorized} so far`);
   const refused = rec.unauthorized;
   await page.waitForTimeout(2500);
   assert.equal(rec.unauthorized, refused, 'no more requests after the 401s');
@@ -351,6 +354,9 @@ test('dead letters: filter by reason and order uid, page with "Older" / "Newer" 
   assert.ok(malformed.length >= 4);
   await page.locator('#f-reason').selectOption('malformed');
   await page.locator('#f-apply').click();
+  // The filtered page's answer sets the status; the rows alone may already match (when the
+  // three newest letters are malformed ones).
+  await page.locator('#status', { hasText: 'matching reason malformed' }).waitFor();
   await waitRows(page, malformed.slice(0, 3).map((l) => l.id));
   const reasons = await page.locator('#letters-body tr').evaluateAll((rows) => rows.map((r) => r.dataset.reason));
   assert.deepEqual([...new Set(reasons)], ['malformed']);
@@ -429,10 +435,10 @@ test('Escape cancels the replay dialog after the dry run: nothing is replayed', 
 
   await page.keyboard.press('Escape');
   await dialog.waitFor({ state: 'hidden' });
-  assert.equal(await activeId(page), 'replay-matching', 'focus returns to the button that opened it');
   // The dialog's close event is queued as a task after it hides: wait for its announcement
   // rather than reading the status line in between (it still says what the filter showed).
   await page.locator('#status', { hasText: /cancelled: nothing was replayed/i }).waitFor();
+  assert.equal(await activeId(page), 'replay-matching', 'focus returns to the button that opened it');
   await page.waitForTimeout(500);
   assert.deepEqual(rec.replays, [{ reason: ['malformed'], dry_run: true }], 'only the dry run was sent');
   for (const l of await allLetters('&reason=malformed')) assert.deepEqual(l.replays, [], `letter ${l.id} not replayed`);
