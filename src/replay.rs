@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
@@ -40,7 +39,7 @@ pub struct Summary {
     pub letters: Vec<LetterResult>,
     /// Orders stored by this replay (their JSON), for the caller's cache.
     #[serde(skip)]
-    pub stored_orders: Vec<(String, Bytes)>,
+    pub stored_orders: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -215,7 +214,7 @@ async fn replay_page(
             if let (Outcome::Stored, Ok(valid)) = (&outcome, incoming.verdict) {
                 summary
                     .stored_orders
-                    .push((valid.order.order_uid, Bytes::from(valid.json)));
+                    .push((valid.order.order_uid, valid.json));
             }
         }
     }

@@ -439,6 +439,15 @@ pub(crate) mod tests {
         }
     }
 
+    /// A cache of `max_bytes` keeping plain JSON, whose database is down.
+    pub(crate) fn without_database(max_bytes: u64) -> CacheActor {
+        CacheActor::new(
+            max_bytes,
+            CacheCompression::Off,
+            NoDatabase.start().recipient(),
+        )
+    }
+
     /// Stands in for the DbReader: every order exists, with items that compress well.
     struct EveryOrder;
 
@@ -490,12 +499,7 @@ pub(crate) mod tests {
 
     #[actix_rt::test]
     async fn a_hosted_cache_keeps_what_it_is_sent_until_a_thread_starts_it_once() {
-        let actor = CacheActor::new(
-            1 << 20,
-            CacheCompression::Off,
-            NoDatabase.start().recipient(),
-        );
-        let (cache, hosted) = HostedCache::new(actor);
+        let (cache, hosted) = HostedCache::new(without_database(1 << 20));
         let hosted = Arc::new(hosted);
         cache.do_send(Put {
             uid: "early".into(),

@@ -161,7 +161,7 @@ async fn deliver_in_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::cache_actor::tests::NoDatabase;
+    use crate::actors::cache_actor::tests::without_database;
     use crate::actors::cache_actor::{GetCacheStats, Lookup};
 
     #[test]
@@ -191,12 +191,7 @@ mod tests {
     async fn pages_reach_the_cache_newest_first_whichever_reader_is_faster() {
         // Room for 21 entries of ~203 bytes (a 7-byte id, 100 bytes of JSON, 96 of overhead):
         // two pages of 10 and one order of the third.
-        let actor = CacheActor::new(
-            20 * 220,
-            CacheCompression::Off,
-            NoDatabase.start().recipient(),
-        );
-        let cache = actor.start();
+        let cache = without_database(20 * 220).start();
         let (tx0, rx0) = mpsc::channel(AHEAD);
         let (tx1, rx1) = mpsc::channel(AHEAD);
         tx1.send(Ok(page(10, 10))).await.expect("page 1");
@@ -223,12 +218,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_reader_error_fails_the_warm_up_with_its_cause() {
-        let cache = CacheActor::new(
-            1 << 20,
-            CacheCompression::Off,
-            NoDatabase.start().recipient(),
-        )
-        .start();
+        let cache = without_database(1 << 20).start();
         let (tx, rx) = mpsc::channel(AHEAD);
         tx.send(Err(anyhow::anyhow!("orders 1..=2: connection reset")))
             .await

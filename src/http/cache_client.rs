@@ -131,17 +131,9 @@ pub(crate) mod tests {
     use actix_web::web::Bytes;
 
     use super::*;
-    use crate::actors::cache_actor::{Put, tests::NoDatabase};
-    use crate::cache_entry::CacheCompression;
+    use crate::actors::cache_actor::Put;
+    use crate::actors::cache_actor::tests::{NoDatabase, without_database};
     use crate::db::DbError;
-
-    fn cache_actor(max_bytes: u64) -> CacheActor {
-        CacheActor::new(
-            max_bytes,
-            CacheCompression::Off,
-            NoDatabase.start().recipient(),
-        )
-    }
 
     /// A client of `cache` whose database is down.
     pub(crate) fn client(cache: Addr<CacheActor>) -> CacheClient {
@@ -167,7 +159,7 @@ pub(crate) mod tests {
 
     #[actix_rt::test]
     async fn lookups_started_together_share_one_message_and_get_their_own_answers() {
-        let cache = cache_actor(1 << 20).start();
+        let cache = without_database(1 << 20).start();
         put_orders(&cache, 20).await;
         let client = client(cache);
 
@@ -189,7 +181,7 @@ pub(crate) mod tests {
     #[actix_rt::test]
     async fn lookups_started_while_a_message_is_out_go_together_when_it_returns() {
         let arbiter = actix::Arbiter::new();
-        let actor = cache_actor(1 << 20);
+        let actor = without_database(1 << 20);
         let cache = CacheActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
         put_orders(&cache, 11).await;
         let client = Rc::new(client(cache));
@@ -226,7 +218,7 @@ pub(crate) mod tests {
 
     #[actix_rt::test]
     async fn a_miss_in_a_batch_does_not_hold_back_the_hits() {
-        let cache = cache_actor(1 << 20).start();
+        let cache = without_database(1 << 20).start();
         put_orders(&cache, 1).await;
         let client = client(cache);
 
@@ -261,7 +253,7 @@ pub(crate) mod tests {
     #[actix_rt::test]
     async fn once_the_cache_is_gone_lookups_read_the_database_and_health_says_so() {
         let arbiter = actix::Arbiter::new();
-        let actor = cache_actor(1 << 20);
+        let actor = without_database(1 << 20);
         let cache = CacheActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
         put_orders(&cache, 1).await;
         arbiter.stop();
