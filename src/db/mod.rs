@@ -276,10 +276,28 @@ pub async fn durability(conn: &mut AsyncPgConnection) -> Result<Durability, DbEr
 /// that asks first (build and use it from the main actix System only), so a database that
 /// is down at start-up is waited for, not fatal.
 pub fn read_pool(target: &DbTarget, size: u32) -> PgPool {
-    use diesel_async::pooled_connection::ManagerConfig;
+    use diesel_async::pooled_connection::{ManagerConfig, PoolableConnection, RecyclingMethod};
     use futures::FutureExt;
 
     let mut config = ManagerConfig::default();
+    // A connection is checked out on every miss: a `SELECT 1` first (the default) would
+    // cost each miss another round trip. Its socket's state is enough: a connection the
+    // server closed (a restart, an idle timeout) is already marked closed by its driver, so
+    // the pool replaces it here instead of a request failing on it.
+    config.recycling_method =
+        RecyclingMethod::CustomFunction(Box::new(|conn: &mut AsyncPgConnection| {
+            let closed = conn.is_broken();
+            async move {
+                match closed {
+                    false => Ok(()),
+                    true => Err(DieselError::DatabaseError(
+                        DatabaseErrorKind::ClosedConnection,
+                        Box::new("the pooled connection is closed".to_string()),
+                    )),
+                }
+            }
+            .boxed()
+        }));
     let shown = target.shown().to_string();
     let target = target.clone();
     config.custom_setup = Box::new(move |_| {

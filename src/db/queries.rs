@@ -342,7 +342,13 @@ fn uid_from_key(m: &Incoming) -> Option<String> {
 }
 
 /// Loads one order by uid, rebuilt exactly as it was produced.
+///
+/// Both queries select by the uid, so they go out together (diesel-async pipelines futures
+/// polled concurrently on a shared connection): a miss waits for one round trip to
+/// PostgreSQL, not two. Stored orders are never updated, so the second statement's
+/// snapshot holds the same items for an order the first one found.
 pub async fn find_order(conn: &mut AsyncPgConnection, uid: &str) -> QueryResult<Option<Order>> {
+    let conn: &AsyncPgConnection = conn;
     let head = orders::table
         .inner_join(deliveries::table)
         .inner_join(payments::table)
@@ -352,19 +358,16 @@ pub async fn find_order(conn: &mut AsyncPgConnection, uid: &str) -> QueryResult<
             DeliveryRow::as_select(),
             PaymentRow::as_select(),
         ))
-        .first::<(OrderRow, DeliveryRow, PaymentRow)>(conn)
-        .await
-        .optional()?;
-    let Some((o, d, p)) = head else {
-        return Ok(None);
-    };
+        .first::<(OrderRow, DeliveryRow, PaymentRow)>(&mut &*conn);
+    let head = async { head.await.optional() };
     let lines = items::table
-        .filter(items::order_id.eq(o.id))
+        .inner_join(orders::table)
+        .filter(orders::order_uid.eq(uid))
         .order(items::position.asc())
         .select(ItemRow::as_select())
-        .load(conn)
-        .await?;
-    Ok(Some(assemble(o, d, p, lines)))
+        .load::<ItemRow>(&mut &*conn);
+    let (head, lines) = futures::try_join!(head, lines)?;
+    Ok(head.map(|(o, d, p)| assemble(o, d, p, lines)))
 }
 
 /// The stored orders with `lo < id <= hi`, newest first (a warm-up page). Id ranges rather
