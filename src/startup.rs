@@ -5,10 +5,13 @@
 //!    database or Kafka.
 //! 2. [`Application::run_until_stopped`] then starts ingestion: waits for the database
 //!    (capped backoff, logging what it waits for), migrates under an advisory lock (or waits
-//!    for a separate `migrate` step with `RUN_MIGRATIONS=false`), warms the cache, checks the
-//!    topics, and starts the reader and writers. It prints `orders-service ready`.
-//! 3. A SIGTERM at any point is honoured: during start-up the process stops at once (exit
-//!    0); once running, [`crate::shutdown::ordered_stop`] drains and commits.
+//!    for a separate `migrate` step with `RUN_MIGRATIONS=false`); then warms the cache while
+//!    it checks the topics and starts the reader and writers (ingestion does not wait for the
+//!    cache). It prints `orders-service ready` once both are done.
+//! 3. A SIGTERM at any point is honoured: before ingestion starts the process stops at once
+//!    (exit 0); once it runs, even while the cache still warms,
+//!    [`crate::shutdown::ordered_stop`] drains and commits. A failed warm-up stops ingestion
+//!    the same way before the process exits with the error.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -134,27 +137,75 @@ impl Application {
         let mut server =
             futures::future::select_all(self.servers.into_iter().map(actix_web::rt::spawn));
         tokio::pin!(shutdown);
-        let started = start_ingest(
-            &self.config,
-            &self.pool,
-            &self.health,
-            &self.cache,
-            &self.reader_slot,
-        );
-        let ingest = tokio::select! {
-            ingest = started => ingest?,
+        let stop_servers = async |phase: &str| {
+            log::info!("stopped during start-up ({phase})");
+            for handle in &handles {
+                handle.stop(true).await;
+            }
+        };
+
+        tokio::select! {
+            prepared = prepare_database(&self.config, &self.pool, &self.health) => prepared?,
             () = &mut shutdown => {
-                log::info!("stopped during start-up ({})", self.health.report().phase);
-                for handle in &handles {
-                    handle.stop(true).await;
-                }
+                stop_servers(self.health.report().phase).await;
                 return Ok(());
             }
             (result, _, _) = &mut server => {
                 result.context("an HTTP server task failed")??;
                 anyhow::bail!("an HTTP server stopped on its own");
             }
-        };
+        }
+
+        // The warm-up and ingestion start side by side: a restarted instance takes its
+        // partitions back and stores orders while the cache fills, so the pause in ingestion
+        // does not grow with the cache (a full 512 MiB cache takes seconds to warm). The
+        // service reports ready once both are done; until then misses are read from the
+        // database as usual.
+        let warm = warm_cache(&self.config, &self.pool, &self.health, &self.cache);
+        let started = start_ingest(&self.config, &self.health, &self.cache, &self.reader_slot);
+        tokio::pin!(warm, started);
+        let (mut ingest, mut warmed) = (None, false);
+        while ingest.is_none() || !warmed {
+            tokio::select! {
+                started = &mut started, if ingest.is_none() => {
+                    ingest = Some(started?);
+                    if !warmed {
+                        self.health.set_phase("warming the cache");
+                    }
+                }
+                warm = &mut warm, if !warmed => match warm {
+                    Ok(()) => warmed = true,
+                    Err(e) => {
+                        // Ingestion may already run: drain and commit what it holds first.
+                        if let Some(ingest) = ingest.take()
+                            && let Err(stop) =
+                                ordered_stop(ingest, &handles, self.config.shutdown_timeout).await
+                        {
+                            log::error!("stopping after the failed warm-up: {stop:#}");
+                        }
+                        return Err(e);
+                    }
+                },
+                () = &mut shutdown => {
+                    return match ingest.take() {
+                        Some(ingest) => {
+                            log::info!("stopping while the cache warms");
+                            ordered_stop(ingest, &handles, self.config.shutdown_timeout).await
+                        }
+                        None => {
+                            stop_servers(self.health.report().phase).await;
+                            Ok(())
+                        }
+                    };
+                }
+                (result, _, _) = &mut server => {
+                    result.context("an HTTP server task failed")??;
+                    anyhow::bail!("an HTTP server stopped on its own");
+                }
+            }
+        }
+        let ingest = ingest.expect("the loop ends once ingestion has started");
+        self.health.set_phase("running");
         // The second line on stdout: scripts and tests wait for it.
         println!("orders-service ready");
         tokio::select! {
@@ -168,27 +219,33 @@ impl Application {
     }
 }
 
-/// Database → migrations → warm-up → Kafka: everything ingestion needs, in order.
-async fn start_ingest(
+/// The database answers and its schema is current: what the warm-up and ingestion need.
+async fn prepare_database(
     config: &Config,
     pool: &PgPool,
     health: &Arc<Health>,
-    cache: &Addr<CacheActor>,
-    reader_slot: &OnceLock<Addr<KafkaReader>>,
-) -> anyhow::Result<Ingest> {
+) -> anyhow::Result<()> {
     health.set_phase("waiting for the database");
     wait_for_database(&config.database).await;
     health.set_db_up(true);
 
     if config.run_migrations {
         health.set_phase("migrating");
-        migrate(config, pool).await?;
+        migrate(config, pool).await
     } else {
         health.set_phase("waiting for migrations");
         wait_for_migrations(pool).await;
+        Ok(())
     }
+}
 
-    health.set_phase("warming the cache");
+/// Loads the newest stored orders into the cache (see [`crate::actors::warm_up`]).
+async fn warm_cache(
+    config: &Config,
+    pool: &PgPool,
+    health: &Health,
+    cache: &Addr<CacheActor>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let warmed = if config.cache_max_bytes == 0 {
         0 // The cache is off: nothing to read.
@@ -205,7 +262,16 @@ async fn start_ingest(
         elapsed.as_millis(),
         config.cache_compression.as_str()
     );
+    Ok(())
+}
 
+/// Kafka → reader → writers: ingestion, once the database is ready.
+async fn start_ingest(
+    config: &Config,
+    health: &Arc<Health>,
+    cache: &Addr<CacheActor>,
+    reader_slot: &OnceLock<Addr<KafkaReader>>,
+) -> anyhow::Result<Ingest> {
     health.set_phase("connecting to kafka");
     let state = Arc::new(Mutex::new(ReaderState::default()));
     let consumer = kafka::consumer(&config.kafka, state.clone(), health.clone())
@@ -274,7 +340,6 @@ async fn start_ingest(
     }
     // The reader starts fetching once it knows its writers.
     reader.do_send(SetWriters(writers));
-    health.set_phase("running");
     Ok(Ingest {
         reader,
         consumer,

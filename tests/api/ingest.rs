@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::helpers::*;
+use diesel_async::SimpleAsyncConnection;
 use orders_service::db::queries;
 use serde_json::{Value, json};
 
@@ -300,4 +301,90 @@ async fn a_duplicate_is_counted_and_a_conflict_is_dead_lettered_without_overwrit
         .expect("query")
         .expect("stored");
     assert_eq!(serde_json::to_value(stored).expect("json"), model);
+}
+
+/// Ingestion does not wait for the cache warm-up. The warm-up is held by a lock on `items`
+/// (its page reads need the table; a dead letter does not touch it). Meanwhile an invalid
+/// message must be dead-lettered and committed, while `/health` still answers 503 with the
+/// cache warming. A SIGTERM then stops ingestion in order (exit 0, "shutdown complete"). A
+/// restart after the lock is released reports ready once warm and serves the stored orders
+/// from the cache. Fails if Kafka starts only after the warm-up (the dead letter waits for the
+/// lock), if readiness stops waiting for the warm-up, or if a stop during the warm-up skips
+/// the ordered stop.
+#[tokio::test]
+async fn ingestion_runs_while_the_cache_warms_and_readiness_waits_for_it() {
+    let env = TestEnv::new("warming").await;
+    let uids: Vec<String> = (0..5).map(|i| format!("warming_{i}")).collect();
+    let first = Service::start(&env, &[]);
+    env.produce_orders(uids.clone()).await;
+    let stored = eventually(Duration::from_secs(30), || async {
+        count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await == 5
+    })
+    .await;
+    assert!(
+        stored,
+        "the orders were not stored; log:\n{}",
+        first.log_text()
+    );
+    assert_eq!(
+        first.terminate(Duration::from_secs(30)).map(|s| s.code()),
+        Some(Some(0))
+    );
+
+    let mut lock = env.db().await;
+    lock.batch_execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE;")
+        .await
+        .expect("lock items");
+    let service = Service::spawn(&env, &[], Duration::from_secs(60)).expect("service listens");
+    let bad = env.produce(&[("bad", b"{not json".to_vec())]).await;
+    let (partition, offset) = bad[0];
+    // The event: the writer stored the dead letter, and the reader committed past it.
+    let ingested = eventually(Duration::from_secs(30), || async {
+        count(
+            &mut env.db().await,
+            "SELECT count(*) AS n FROM dead_letters",
+        )
+        .await
+            == 1
+            && env.committed().get(&partition) == Some(&(offset + 1))
+    })
+    .await;
+    assert!(
+        ingested,
+        "nothing was ingested while the cache warmed; log:\n{}",
+        service.log_text()
+    );
+    let (status, health) = get_json(&service, "/health").await;
+    assert_eq!(status, 503, "ready before the cache is warm: {health}");
+    assert_eq!(health["cache"], "warming", "{health}");
+    assert_eq!(health["phase"], "warming the cache", "{health}");
+
+    let log = service.log.clone();
+    assert_eq!(
+        service.terminate(Duration::from_secs(30)).map(|s| s.code()),
+        Some(Some(0)),
+        "a SIGTERM while warming must stop cleanly"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("stopping while the cache warms") && text.contains("shutdown complete"),
+        "no ordered stop during the warm-up; log:\n{text}"
+    );
+    lock.batch_execute("COMMIT").await.expect("unlock");
+
+    let warm = Service::start(&env, &[]);
+    let (status, health) = get_json(&warm, "/health").await;
+    assert_eq!(
+        (status, &health["cache"]),
+        (200, &json!("warm")),
+        "{health}"
+    );
+    for uid in &uids {
+        let res = http()
+            .get(warm.url(&format!("/order/{uid}")))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(res.headers()["x-cache"], "hit", "{uid} was not warmed");
+    }
 }
