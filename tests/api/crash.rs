@@ -19,8 +19,12 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         &[
             "--count",
             "30000",
+            // Slow enough that the stream outlasts the kills: each restart waits for the
+            // dead member's 6 s session before it gets partitions back, and a backlog drains
+            // in about a second once it has them, so at a faster rate the later kills find
+            // nothing left to write and the test no longer tests what it claims.
             "--rate",
-            "2000",
+            "600",
             "--invalid-ratio",
             "0.05",
             "--duplicate-ratio",
