@@ -137,8 +137,8 @@ impl Application {
         let mut server =
             futures::future::select_all(self.servers.into_iter().map(actix_web::rt::spawn));
         tokio::pin!(shutdown);
-        let stop_servers = async |phase: &str| {
-            log::info!("stopped during start-up ({phase})");
+        let stop_servers = async || {
+            log::info!("stopped during start-up ({})", self.health.report().phase);
             for handle in &handles {
                 handle.stop(true).await;
             }
@@ -147,12 +147,11 @@ impl Application {
         tokio::select! {
             prepared = prepare_database(&self.config, &self.pool, &self.health) => prepared?,
             () = &mut shutdown => {
-                stop_servers(self.health.report().phase).await;
+                stop_servers().await;
                 return Ok(());
             }
             (result, _, _) = &mut server => {
-                result.context("an HTTP server task failed")??;
-                anyhow::bail!("an HTTP server stopped on its own");
+                return Err(server_ended(result));
             }
         }
 
@@ -193,14 +192,13 @@ impl Application {
                             ordered_stop(ingest, &handles, self.config.shutdown_timeout).await
                         }
                         None => {
-                            stop_servers(self.health.report().phase).await;
+                            stop_servers().await;
                             Ok(())
                         }
                     };
                 }
                 (result, _, _) = &mut server => {
-                    result.context("an HTTP server task failed")??;
-                    anyhow::bail!("an HTTP server stopped on its own");
+                    return Err(server_ended(result));
                 }
             }
         }
@@ -211,11 +209,20 @@ impl Application {
         tokio::select! {
             () = shutdown => {}
             (result, _, _) = server => {
-                result.context("an HTTP server task failed")??;
-                anyhow::bail!("an HTTP server stopped on its own");
+                return Err(server_ended(result));
             }
         }
         ordered_stop(ingest, &handles, self.config.shutdown_timeout).await
+    }
+}
+
+/// Why the process stops when an HTTP server task ended: a server only ends on its own
+/// through a failure (a stop is always ours, after the shutdown signal).
+fn server_ended(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Error {
+    match result {
+        Err(e) => anyhow::Error::new(e).context("an HTTP server task failed"),
+        Ok(Err(e)) => anyhow::Error::new(e),
+        Ok(Ok(())) => anyhow::anyhow!("an HTTP server stopped on its own"),
     }
 }
 
