@@ -258,8 +258,7 @@ impl Handler<LoadOrder> for DbReader {
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await?;
-            let order = queries::find_order(&mut conn, &msg.uid).await?;
-            Ok(order.map(|o| o.to_json()))
+            Ok(queries::find_order_json(&mut conn, &msg.uid).await?)
         })
     }
 }

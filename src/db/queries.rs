@@ -8,7 +8,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Bytea, Int4, Int8, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::models::{DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow, assemble};
+use super::models::{DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow};
+use super::order_json;
 use super::schema::{deliveries, items, orders, payments};
 use crate::domain::{Order, Rejection};
 use crate::ingest::{Incoming, Outcome, decide, insert_candidates};
@@ -341,13 +342,16 @@ fn uid_from_key(m: &Incoming) -> Option<String> {
     crate::domain::rules::is_valid_order_uid(key).then(|| key.to_string())
 }
 
-/// Loads one order by uid, rebuilt exactly as it was produced.
+/// One order's JSON by uid, exactly as it was produced ([`order_json`]).
 ///
 /// Both queries select by the uid, so they go out together (diesel-async pipelines futures
 /// polled concurrently on a shared connection): a miss waits for one round trip to
 /// PostgreSQL, not two. Stored orders are never updated, so the second statement's
 /// snapshot holds the same items for an order the first one found.
-pub async fn find_order(conn: &mut AsyncPgConnection, uid: &str) -> QueryResult<Option<Order>> {
+pub async fn find_order_json(
+    conn: &mut AsyncPgConnection,
+    uid: &str,
+) -> QueryResult<Option<Vec<u8>>> {
     let conn: &AsyncPgConnection = conn;
     let head = orders::table
         .inner_join(deliveries::table)
@@ -367,17 +371,26 @@ pub async fn find_order(conn: &mut AsyncPgConnection, uid: &str) -> QueryResult<
         .select(ItemRow::as_select())
         .load::<ItemRow>(&mut &*conn);
     let (head, lines) = futures::try_join!(head, lines)?;
-    Ok(head.map(|(o, d, p)| assemble(o, d, p, lines)))
+    Ok(head.map(|(o, d, p)| {
+        let mut json = Vec::with_capacity(2048);
+        order_json::write_order(&mut json, &o, &d, &p, &lines);
+        json
+    }))
 }
 
-/// The stored orders with `lo < id <= hi`, newest first (a warm-up page). Id ranges rather
-/// than a cursor let the next page be requested before this one is processed.
+/// The stored orders with `lo < id <= hi` (a warm-up page), newest first: calls `each` with
+/// every order's uid and JSON ([`order_json`], written into one reused buffer). Id ranges
+/// rather than `LIMIT`/`OFFSET`: each page is an index range scan however deep it is.
 pub async fn orders_in_id_range(
     conn: &mut AsyncPgConnection,
     lo: i64,
     hi: i64,
-) -> QueryResult<Vec<Order>> {
-    let heads: Vec<(OrderRow, DeliveryRow, PaymentRow)> = orders::table
+    mut each: impl FnMut(&str, &[u8]),
+) -> QueryResult<()> {
+    // Both statements go out together, as in `find_order_json`: the page costs one round
+    // trip, and PostgreSQL reads the lines while the heads are still arriving.
+    let conn: &AsyncPgConnection = conn;
+    let heads = orders::table
         .inner_join(deliveries::table)
         .inner_join(payments::table)
         // The range on every table lets the planner join three index ranges instead of
@@ -391,25 +404,35 @@ pub async fn orders_in_id_range(
             PaymentRow::as_select(),
         ))
         .order(orders::id.desc())
-        .load(conn)
-        .await?;
-    let mut lines: HashMap<i64, Vec<ItemRow>> = HashMap::with_capacity(heads.len());
-    for row in items::table
+        .load::<(OrderRow, DeliveryRow, PaymentRow)>(&mut &*conn);
+    let lines = items::table
         .filter(items::order_id.gt(lo).and(items::order_id.le(hi)))
         .order((items::order_id.asc(), items::position.asc()))
         .select(ItemRow::as_select())
-        .load::<ItemRow>(conn)
-        .await?
-    {
-        lines.entry(row.order_id).or_default().push(row);
+        .load::<ItemRow>(&mut &*conn);
+    let (heads, lines) = futures::try_join!(heads, lines)?;
+    let mut json = Vec::with_capacity(4096);
+    let mut end = lines.len();
+    for (o, d, p) in &heads {
+        json.clear();
+        order_json::write_order(&mut json, o, d, p, lines_of(&lines, &mut end, o.id));
+        each(&o.order_uid, &json);
     }
-    Ok(heads
-        .into_iter()
-        .map(|(o, d, p)| {
-            let item_rows = lines.remove(&o.id).unwrap_or_default();
-            assemble(o, d, p, item_rows)
-        })
-        .collect())
+    Ok(())
+}
+
+/// The lines of order `id` among `lines[..*end]` (sorted by order id, then position), which
+/// the heads visit newest first: each order's lines are the last run of what is left, so a
+/// cursor finds them without a map. Lines of an id above `id` (no head of its own) are passed.
+fn lines_of<'a>(lines: &'a [ItemRow], end: &mut usize, id: i64) -> &'a [ItemRow] {
+    while *end > 0 && lines[*end - 1].order_id > id {
+        *end -= 1;
+    }
+    let stop = *end;
+    while *end > 0 && lines[*end - 1].order_id == id {
+        *end -= 1;
+    }
+    &lines[*end..stop]
 }
 
 /// The lowest and highest `orders.id`, if any order is stored.
@@ -460,4 +483,53 @@ pub async fn ping(conn: &mut AsyncPgConnection) -> QueryResult<()> {
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(order_id: i64, position: i64) -> ItemRow {
+        ItemRow {
+            order_id,
+            chrt_id: position,
+            track_number: "T".into(),
+            price: 0,
+            rid: "r".into(),
+            name: "n".into(),
+            sale: 0,
+            size: "0".into(),
+            total_price: 0,
+            nm_id: 0,
+            brand: "b".into(),
+            status: 0,
+        }
+    }
+
+    fn ids(lines: &[ItemRow]) -> Vec<(i64, i64)> {
+        lines.iter().map(|l| (l.order_id, l.chrt_id)).collect()
+    }
+
+    /// Heads 9, 7, 5, 2 (newest first); order 8 has lines but no head, 5 has no lines.
+    #[test]
+    fn each_head_gets_its_own_lines_in_position_order() {
+        let lines = [
+            (2, 1),
+            (2, 2),
+            (7, 1),
+            (8, 1),
+            (8, 2),
+            (9, 1),
+            (9, 2),
+            (9, 3),
+        ]
+        .map(|(o, p)| line(o, p));
+        let mut end = lines.len();
+        assert_eq!(ids(lines_of(&lines, &mut end, 9)), [(9, 1), (9, 2), (9, 3)]);
+        assert_eq!(ids(lines_of(&lines, &mut end, 7)), [(7, 1)]);
+        assert!(lines_of(&lines, &mut end, 5).is_empty());
+        assert_eq!(ids(lines_of(&lines, &mut end, 2)), [(2, 1), (2, 2)]);
+        assert_eq!(end, 0);
+        assert!(lines_of(&lines, &mut end, 1).is_empty());
+    }
 }

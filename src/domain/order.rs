@@ -46,19 +46,14 @@ pub struct Order {
 
 impl Order {
     /// The order's canonical JSON, in model.json's field order: what the content hash, the
-    /// cache and the API use. The one place an order becomes bytes.
+    /// cache and the API use. A stored order's JSON is written from its rows by
+    /// `db::order_json`, whose tests hold it to these same bytes.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut json = Vec::with_capacity(2048);
-        self.write_json(&mut json);
-        json
-    }
-
-    /// [`Self::to_json`] appended to `out`: a caller serializing many orders reuses one
-    /// buffer instead of growing a new one for each (the warm-up's cost was a third malloc).
-    pub fn write_json(&self, out: &mut Vec<u8>) {
         // Strings, integers and lists of structs of them: serde_json fails only on maps with
         // non-string keys or a failing `Serialize` impl, and an `Order` has neither.
-        serde_json::to_writer(out, self).expect("an Order always serializes");
+        let mut json = Vec::with_capacity(2048);
+        serde_json::to_writer(&mut json, self).expect("an Order always serializes");
+        json
     }
 }
 
