@@ -149,7 +149,7 @@ async fn replay_page(
     let mut to_write: BTreeMap<String, Vec<(i64, Incoming)>> = BTreeMap::new();
     for letter in page {
         let verdict = parse_and_validate(&letter.payload, max_payload_bytes);
-        let uid = verdict.as_ref().ok().map(|v| v.order.order_uid.clone());
+        let uid = verdict.as_ref().ok().map(|v| v.order.order_uid.to_string());
         match verdict {
             Err(rejection) => {
                 let reason = rejection.reason.as_str().to_string();
@@ -214,7 +214,7 @@ async fn replay_page(
             if let (Outcome::Stored, Ok(valid)) = (&outcome, incoming.verdict) {
                 summary
                     .stored_orders
-                    .push((valid.order.order_uid, valid.json));
+                    .push((valid.order.order_uid.into_string(), valid.json));
             }
         }
     }

@@ -258,7 +258,8 @@ impl Handler<LoadOrder> for DbReader {
         let pool = self.pool.clone();
         Box::pin(async move {
             let mut conn = pool.get().await?;
-            Ok(queries::find_order_json(&mut conn, &msg.uid).await?)
+            let order = queries::find_order(&mut conn, &msg.uid).await?;
+            Ok(order.map(|o| o.to_json()))
         })
     }
 }

@@ -145,7 +145,7 @@ impl OrderWriter {
                 && let Ok(valid) = incoming.verdict
             {
                 self.peers.cache.do_send(Put {
-                    uid: valid.order.order_uid,
+                    uid: valid.order.order_uid.into_string(),
                     json: self.settings.cache_compression.pack(&valid.json),
                 });
             }

@@ -105,16 +105,26 @@ async fn read_pages(
             return;
         }
     };
+    // One serialization buffer for every order; each entry is then packed at its size.
+    let mut json = Vec::with_capacity(4096);
     for (lo, hi) in pages {
-        let mut orders = Vec::with_capacity(PAGE as usize);
-        let page = queries::orders_in_id_range(&mut conn, lo, hi, |uid, json| {
-            orders.push((uid.to_string(), compression.pack(json)));
-        })
-        .await
-        .map(|()| orders)
-        .with_context(|| {
-            format!("Failed to read the orders with ids {lo} < id <= {hi} for the cache warm-up")
-        });
+        let page = queries::orders_in_id_range(&mut conn, lo, hi)
+            .await
+            .map(|orders| {
+                orders
+                    .into_iter()
+                    .map(|o| {
+                        json.clear();
+                        o.write_json(&mut json);
+                        (o.order_uid.into_string(), compression.pack(&json))
+                    })
+                    .collect()
+            })
+            .with_context(|| {
+                format!(
+                    "Failed to read the orders with ids {lo} < id <= {hi} for the cache warm-up"
+                )
+            });
         let failed = page.is_err();
         // A closed channel: the cache is full (or the warm-up failed elsewhere).
         if tx.send(page).await.is_err() || failed {

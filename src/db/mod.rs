@@ -3,7 +3,6 @@
 mod connect;
 pub mod dead_letters;
 pub mod models;
-pub mod order_json;
 pub mod queries;
 pub mod schema;
 

@@ -1,15 +1,15 @@
-//! Row types for the order tables; [`super::order_json`] writes an order's JSON from them.
+//! Row types for the order tables and the conversion between rows and [`Order`].
 //!
-//! Their text columns are `CompactString`s: the emulator's and model.json's values are short
-//! (ids, names, codes), and a string of up to 24 bytes is kept inline instead of in a heap
-//! allocation of its own, which made up a fifth of the warm-up's CPU time (README, "Where
-//! warm-up and ingest time goes").
+//! Text is a `CompactString` here as in [`Order`]: most values are short (ids, names, codes),
+//! and one of up to 24 bytes is kept inline, without a heap allocation of its own, so
+//! rebuilding an order from its rows moves its strings without copying them.
 
 use chrono::{DateTime, Utc};
 use compact_str::CompactString;
 use diesel::prelude::*;
 
 use super::schema::{deliveries, items, orders, payments};
+use crate::domain::{Delivery, Item, Order, Payment};
 
 /// The `orders` columns needed to rebuild an order.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -102,4 +102,58 @@ pub struct DeadLetterRow {
     pub detail: String,
     pub order_uid: Option<String>,
     pub received_at: DateTime<Utc>,
+}
+
+/// Rebuilds the order exactly as it was produced (field for field).
+pub fn assemble(o: OrderRow, d: DeliveryRow, p: PaymentRow, item_rows: Vec<ItemRow>) -> Order {
+    Order {
+        order_uid: o.order_uid,
+        track_number: o.track_number,
+        entry: o.entry,
+        delivery: Delivery {
+            name: d.name,
+            phone: d.phone,
+            zip: d.zip,
+            city: d.city,
+            address: d.address,
+            region: d.region,
+            email: d.email,
+        },
+        payment: Payment {
+            transaction: p.transaction,
+            request_id: p.request_id,
+            currency: p.currency,
+            provider: p.provider,
+            amount: p.amount,
+            payment_dt: p.payment_dt,
+            bank: p.bank,
+            delivery_cost: p.delivery_cost,
+            goods_total: p.goods_total,
+            custom_fee: p.custom_fee,
+        },
+        items: item_rows
+            .into_iter()
+            .map(|i| Item {
+                chrt_id: i.chrt_id,
+                track_number: i.track_number,
+                price: i.price,
+                rid: i.rid,
+                name: i.name,
+                sale: i64::from(i.sale),
+                size: i.size,
+                total_price: i.total_price,
+                nm_id: i.nm_id,
+                brand: i.brand,
+                status: i.status,
+            })
+            .collect(),
+        locale: o.locale,
+        internal_signature: o.internal_signature,
+        customer_id: o.customer_id,
+        delivery_service: o.delivery_service,
+        shardkey: o.shardkey,
+        sm_id: o.sm_id,
+        date_created: o.date_created_raw,
+        oof_shard: o.oof_shard,
+    }
 }

@@ -8,8 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Bytea, Int4, Int8, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use super::models::{DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow};
-use super::order_json;
+use super::models::{DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow, assemble};
 use super::schema::{deliveries, items, orders, payments};
 use crate::domain::{Order, Rejection};
 use crate::ingest::{Incoming, Outcome, decide, insert_candidates};
@@ -63,7 +62,10 @@ async fn write_batch_in_transaction(
 
     let new_orders: Vec<(i64, &Order)> = chosen
         .iter()
-        .filter_map(|(_, v)| ids.get(&v.order.order_uid).map(|id| (*id, &v.order)))
+        .filter_map(|(_, v)| {
+            ids.get(v.order.order_uid.as_str())
+                .map(|id| (*id, &v.order))
+        })
         .collect();
     insert_children(conn, &new_orders).await?;
 
@@ -106,9 +108,8 @@ async fn insert_orders(
     if chosen.is_empty() {
         return Ok(Vec::new());
     }
-    let col = |f: fn(&Order) -> &String| -> Vec<&String> {
-        chosen.iter().map(|(_, v)| f(&v.order)).collect()
-    };
+    let col =
+        |f: fn(&Order) -> &str| -> Vec<&str> { chosen.iter().map(|(_, v)| f(&v.order)).collect() };
     let created: Vec<DateTime<Utc>> = chosen
         .iter()
         .map(|(_, v)| {
@@ -174,7 +175,7 @@ async fn insert_children(conn: &mut AsyncPgConnection, new: &[(i64, &Order)]) ->
         return Ok(());
     }
     let ids: Vec<i64> = new.iter().map(|(id, _)| *id).collect();
-    let d = |f: fn(&Order) -> &String| -> Vec<&String> { new.iter().map(|(_, o)| f(o)).collect() };
+    let d = |f: fn(&Order) -> &str| -> Vec<&str> { new.iter().map(|(_, o)| f(o)).collect() };
     diesel::sql_query(
         "INSERT INTO deliveries (order_id, name, phone, zip, city, address, region, email) \
          SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
@@ -221,7 +222,7 @@ async fn insert_children(conn: &mut AsyncPgConnection, new: &[(i64, &Order)]) ->
                 .map(move |(item, position)| (*id, position, item))
         })
         .collect();
-    let s = |f: fn(&crate::domain::Item) -> &String| -> Vec<&String> {
+    let s = |f: fn(&crate::domain::Item) -> &str| -> Vec<&str> {
         lines.iter().map(|(_, _, i)| f(i)).collect()
     };
     let i = |f: fn(&crate::domain::Item) -> i64| -> Vec<i64> {
@@ -342,16 +343,13 @@ fn uid_from_key(m: &Incoming) -> Option<String> {
     crate::domain::rules::is_valid_order_uid(key).then(|| key.to_string())
 }
 
-/// One order's JSON by uid, exactly as it was produced ([`order_json`]).
+/// Loads one order by uid, rebuilt exactly as it was produced.
 ///
 /// Both queries select by the uid, so they go out together (diesel-async pipelines futures
 /// polled concurrently on a shared connection): a miss waits for one round trip to
 /// PostgreSQL, not two. Stored orders are never updated, so the second statement's
 /// snapshot holds the same items for an order the first one found.
-pub async fn find_order_json(
-    conn: &mut AsyncPgConnection,
-    uid: &str,
-) -> QueryResult<Option<Vec<u8>>> {
+pub async fn find_order(conn: &mut AsyncPgConnection, uid: &str) -> QueryResult<Option<Order>> {
     let conn: &AsyncPgConnection = conn;
     let head = orders::table
         .inner_join(deliveries::table)
@@ -371,24 +369,18 @@ pub async fn find_order_json(
         .select(ItemRow::as_select())
         .load::<ItemRow>(&mut &*conn);
     let (head, lines) = futures::try_join!(head, lines)?;
-    Ok(head.map(|(o, d, p)| {
-        let mut json = Vec::with_capacity(2048);
-        order_json::write_order(&mut json, &o, &d, &p, &lines);
-        json
-    }))
+    Ok(head.map(|(o, d, p)| assemble(o, d, p, lines)))
 }
 
-/// The stored orders with `lo < id <= hi` (a warm-up page), newest first: calls `each` with
-/// every order's uid and JSON ([`order_json`], written into one reused buffer). Id ranges
-/// rather than `LIMIT`/`OFFSET`: each page is an index range scan however deep it is.
+/// The stored orders with `lo < id <= hi`, newest first (a warm-up page). Id ranges rather
+/// than `LIMIT`/`OFFSET`: each page is an index range scan however deep it is.
 pub async fn orders_in_id_range(
     conn: &mut AsyncPgConnection,
     lo: i64,
     hi: i64,
-    mut each: impl FnMut(&str, &[u8]),
-) -> QueryResult<()> {
-    // Both statements go out together, as in `find_order_json`: the page costs one round
-    // trip, and PostgreSQL reads the lines while the heads are still arriving.
+) -> QueryResult<Vec<Order>> {
+    // Both statements go out together, as in `find_order`: the page costs one round trip,
+    // and PostgreSQL reads the lines while the heads are still arriving.
     let conn: &AsyncPgConnection = conn;
     let heads = orders::table
         .inner_join(deliveries::table)
@@ -410,29 +402,28 @@ pub async fn orders_in_id_range(
         .order((items::order_id.asc(), items::position.asc()))
         .select(ItemRow::as_select())
         .load::<ItemRow>(&mut &*conn);
-    let (heads, lines) = futures::try_join!(heads, lines)?;
-    let mut json = Vec::with_capacity(4096);
-    let mut end = lines.len();
-    for (o, d, p) in &heads {
-        json.clear();
-        order_json::write_order(&mut json, o, d, p, lines_of(&lines, &mut end, o.id));
-        each(&o.order_uid, &json);
-    }
-    Ok(())
+    let (heads, mut lines) = futures::try_join!(heads, lines)?;
+    Ok(heads
+        .into_iter()
+        .map(|(o, d, p)| {
+            let own = take_lines(&mut lines, o.id);
+            assemble(o, d, p, own)
+        })
+        .collect())
 }
 
-/// The lines of order `id` among `lines[..*end]` (sorted by order id, then position), which
-/// the heads visit newest first: each order's lines are the last run of what is left, so a
-/// cursor finds them without a map. Lines of an id above `id` (no head of its own) are passed.
-fn lines_of<'a>(lines: &'a [ItemRow], end: &mut usize, id: i64) -> &'a [ItemRow] {
-    while *end > 0 && lines[*end - 1].order_id > id {
-        *end -= 1;
+/// Takes the lines of order `id` off the end of `lines` (sorted by order id, then position),
+/// which the heads visit newest first: each order's lines are the last run of what is left,
+/// so no map is needed to find them. Lines of a higher id (no head of its own) are dropped.
+fn take_lines(lines: &mut Vec<ItemRow>, id: i64) -> Vec<ItemRow> {
+    while lines.last().is_some_and(|l| l.order_id > id) {
+        lines.pop();
     }
-    let stop = *end;
-    while *end > 0 && lines[*end - 1].order_id == id {
-        *end -= 1;
-    }
-    &lines[*end..stop]
+    let start = lines
+        .iter()
+        .rposition(|l| l.order_id != id)
+        .map_or(0, |i| i + 1);
+    lines.split_off(start)
 }
 
 /// The lowest and highest `orders.id`, if any order is stored.
@@ -524,12 +515,12 @@ mod tests {
             (9, 3),
         ]
         .map(|(o, p)| line(o, p));
-        let mut end = lines.len();
-        assert_eq!(ids(lines_of(&lines, &mut end, 9)), [(9, 1), (9, 2), (9, 3)]);
-        assert_eq!(ids(lines_of(&lines, &mut end, 7)), [(7, 1)]);
-        assert!(lines_of(&lines, &mut end, 5).is_empty());
-        assert_eq!(ids(lines_of(&lines, &mut end, 2)), [(2, 1), (2, 2)]);
-        assert_eq!(end, 0);
-        assert!(lines_of(&lines, &mut end, 1).is_empty());
+        let mut lines = lines.to_vec();
+        assert_eq!(ids(&take_lines(&mut lines, 9)), [(9, 1), (9, 2), (9, 3)]);
+        assert_eq!(ids(&take_lines(&mut lines, 7)), [(7, 1)]);
+        assert!(take_lines(&mut lines, 5).is_empty());
+        assert_eq!(ids(&take_lines(&mut lines, 2)), [(2, 1), (2, 2)]);
+        assert!(lines.is_empty());
+        assert!(take_lines(&mut lines, 1).is_empty());
     }
 }

@@ -1,5 +1,6 @@
 //! The order and its validation: pure functions, no I/O.
 
+mod json;
 mod order;
 pub mod rules;
 mod validate;

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
@@ -142,6 +143,12 @@ fn parse(payload: &[u8]) -> Result<Order, Rejection> {
             None,
             "payload is not a JSON object",
         ));
+    }
+    // Most payloads are valid: parse without tracking the path first (path tracking costs
+    // on every field), and parse again with it only to explain a failure.
+    let mut de = serde_json::Deserializer::from_str(text);
+    if let Ok(order) = Order::deserialize(&mut de).and_then(|order| de.end().map(|()| order)) {
+        return Ok(order);
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let order: Order = serde_path_to_error::deserialize(&mut de).map_err(|e| {

@@ -47,7 +47,7 @@ impl Files {
             let key = uid.unwrap_or_else(|| format!("key-{:016x}", rng.random::<u64>()));
             let verdict = match parse_and_validate(&payload, max_payload) {
                 Ok(valid) => Ok((
-                    valid.order.order_uid.clone(),
+                    valid.order.order_uid.to_string(),
                     valid.content_hash,
                     valid.order.items.len(),
                 )),

@@ -1,6 +1,7 @@
 //! Messages the service must not store as new orders: invalid ones of every rejection reason,
 //! byte-identical duplicates and same-uid conflicts.
 
+use compact_str::CompactString;
 use orders_service::domain::RejectReason;
 use rand::Rng;
 use serde_json::{Value, json};
@@ -95,7 +96,7 @@ impl Generator {
     pub(crate) fn duplicate(&mut self) -> Option<Outgoing> {
         let original = self.remembered()?;
         Some(Outgoing {
-            key: original.order.order_uid.clone(),
+            key: original.order.order_uid.to_string(),
             payload: original.payload.clone(),
             kind: Kind::Duplicate,
             items: original.order.items.len(),
@@ -109,7 +110,7 @@ impl Generator {
         order.payment.delivery_cost += extra;
         order.payment.amount += extra;
         Some(Outgoing {
-            key: order.order_uid.clone(),
+            key: order.order_uid.to_string(),
             payload: to_json(&order),
             kind: Kind::Conflict,
             items: order.items.len(),
@@ -119,7 +120,7 @@ impl Generator {
     /// A message broken in the given way, keyed by its order_uid where it has one.
     pub(crate) fn invalid(&mut self, variant: Variant) -> Outgoing {
         let mut order = self.order();
-        let mut key = order.order_uid.clone();
+        let mut key = order.order_uid.to_string();
         let item = self.rng.random_range(0..order.items.len());
         let payload = match variant {
             Variant::Truncated => {
@@ -131,7 +132,7 @@ impl Generator {
             Variant::NonUtf8 => {
                 // A Latin-1 encoded name, as a legacy producer would send it.
                 const MARK: &str = "@@u-umlaut@@";
-                order.delivery.name = format!("J{MARK}rgen M{MARK}ller");
+                order.delivery.name = format!("J{MARK}rgen M{MARK}ller").into();
                 replace_bytes(&to_json(&order), MARK.as_bytes(), &[0xFC])
             }
             Variant::JsonArray => to_json(&json!([order])),
@@ -177,13 +178,11 @@ impl Generator {
                         "call me",
                         "+1234567890123456",
                     ])
-                    .to_string();
+                    .into();
                 to_json(&order)
             }
             Variant::BadCurrency => {
-                order.payment.currency = self
-                    .pick(&["usd", "US", "DOLLAR", "€", "RU1", ""])
-                    .to_string();
+                order.payment.currency = self.pick(&["usd", "US", "DOLLAR", "€", "RU1", ""]).into();
                 to_json(&order)
             }
             Variant::BadSale => {
@@ -192,23 +191,23 @@ impl Generator {
             }
             Variant::EmptyName => {
                 if self.rng.random_bool(0.5) {
-                    order.delivery.name = self.pick(&["", "   "]).to_string();
+                    order.delivery.name = self.pick(&["", "   "]).into();
                 } else {
-                    order.items[item].name = String::new();
+                    order.items[item].name = CompactString::default();
                 }
                 to_json(&order)
             }
             Variant::BadUid => {
                 order.order_uid = match self.rng.random_range(0..4) {
-                    0 => format!("{key} copy"),
-                    1 => format!("../{key}"),
-                    2 => format!("{key}{}", "x".repeat(65)),
-                    _ => String::new(),
+                    0 => format!("{key} copy").into(),
+                    1 => format!("../{key}").into(),
+                    2 => format!("{key}{}", "x".repeat(65)).into(),
+                    _ => CompactString::default(),
                 };
                 key = if order.order_uid.is_empty() {
                     self.random_key()
                 } else {
-                    order.order_uid.clone()
+                    order.order_uid.to_string()
                 };
                 to_json(&order)
             }
@@ -228,7 +227,7 @@ impl Generator {
                         "1637907727",
                         "",
                     ])
-                    .to_string();
+                    .into();
                 to_json(&order)
             }
             Variant::AmountOff => {

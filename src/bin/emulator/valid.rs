@@ -2,6 +2,7 @@
 //! money, 1–5 items and a unique order_uid.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use compact_str::{CompactString, ToCompactString};
 use orders_service::domain::{Delivery, Item, Order, Payment};
 use rand::Rng;
 
@@ -56,15 +57,15 @@ impl Generator {
                 let sale = self.pick(SALES);
                 Item {
                     chrt_id: self.rng.random_range(1_000_000..100_000_000),
-                    track_number: track_number.clone(),
+                    track_number: track_number.clone().into(),
                     price,
-                    rid: format!("{}test", self.hex(17)),
-                    name: product.name.to_string(),
+                    rid: format!("{}test", self.hex(17)).into(),
+                    name: product.name.into(),
                     sale,
-                    size: self.pick(product.sizes).to_string(),
+                    size: self.pick(product.sizes).into(),
                     total_price: price * (100 - sale) / 100,
                     nm_id: self.rng.random_range(100_000..10_000_000),
-                    brand: self.pick(product.brands).to_string(),
+                    brand: self.pick(product.brands).into(),
                     status: self.pick(ITEM_STATUSES),
                 }
             })
@@ -99,39 +100,39 @@ impl Generator {
         );
 
         Order {
-            order_uid: uid.clone(),
-            track_number,
-            entry: self.pick(ENTRIES).to_string(),
+            order_uid: uid.clone().into(),
+            track_number: track_number.into(),
+            entry: self.pick(ENTRIES).into(),
             delivery: Delivery {
-                name: format!("{first} {last}"),
-                phone,
-                zip,
-                city: city.name.to_string(),
-                address,
-                region: city.region.to_string(),
-                email,
+                name: format!("{first} {last}").into(),
+                phone: phone.into(),
+                zip: zip.into(),
+                city: city.name.into(),
+                address: address.into(),
+                region: city.region.into(),
+                email: email.into(),
             },
             payment: Payment {
-                transaction: uid,
-                request_id,
-                currency: currency.to_string(),
-                provider: self.pick(PROVIDERS).to_string(),
+                transaction: uid.into(),
+                request_id: request_id.into(),
+                currency: currency.into(),
+                provider: self.pick(PROVIDERS).into(),
                 amount: goods_total + delivery_cost + custom_fee,
                 payment_dt: created + self.rng.random_range(0..=900),
-                bank: self.pick(BANKS).to_string(),
+                bank: self.pick(BANKS).into(),
                 delivery_cost,
                 goods_total,
                 custom_fee,
             },
             items,
-            locale: city.locale.to_string(),
-            internal_signature: String::new(),
-            customer_id,
-            delivery_service: self.pick(DELIVERY_SERVICES).to_string(),
-            shardkey: self.rng.random_range(0..10).to_string(),
+            locale: city.locale.into(),
+            internal_signature: CompactString::default(),
+            customer_id: customer_id.into(),
+            delivery_service: self.pick(DELIVERY_SERVICES).into(),
+            shardkey: self.rng.random_range(0..10).to_compact_string(),
             sm_id: self.rng.random_range(1..=200),
-            date_created,
-            oof_shard: self.rng.random_range(1..=2).to_string(),
+            date_created: date_created.into(),
+            oof_shard: self.rng.random_range(1..=2).to_compact_string(),
         }
     }
 
@@ -140,7 +141,7 @@ impl Generator {
         let order = self.order();
         let payload = to_json(&order);
         let msg = Outgoing {
-            key: order.order_uid.clone(),
+            key: order.order_uid.to_string(),
             payload: payload.clone(),
             kind: Kind::Valid,
             items: order.items.len(),
