@@ -373,7 +373,7 @@ pub async fn find_order(conn: &mut AsyncPgConnection, uid: &str) -> QueryResult<
 }
 
 /// The stored orders with `lo < id <= hi`, newest first (a warm-up page). Id ranges rather
-/// than `LIMIT`/`OFFSET`: each page is an index range scan however deep it is.
+/// than a cursor let the next page be requested before this one is processed.
 pub async fn orders_in_id_range(
     conn: &mut AsyncPgConnection,
     lo: i64,

@@ -330,6 +330,17 @@ mod tests {
         }
     }
 
+    /// A valid order followed by more bytes: the parse that skips path tracking must still
+    /// check for the end of input.
+    #[test]
+    fn a_valid_order_with_trailing_data_is_malformed() {
+        let mut payload = serde_json::to_vec(&model()).expect("json");
+        payload.extend_from_slice(b" {}");
+        let r = parse_and_validate(&payload, LIMIT).expect_err("trailing data");
+        assert_eq!(r.reason, RejectReason::Malformed, "{r}");
+        assert!(r.detail.contains("trailing"), "{}", r.detail);
+    }
+
     #[test]
     fn rejects_a_missing_field_as_schema_naming_its_path() {
         let r = with(|v| {
