@@ -91,6 +91,8 @@ bench_wait_stored() {
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$service_pid/status"; }
 # Binaries from before the admin listener serve /metrics on the public one.
 metric() { curl -s "${admin:-$base}/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+# The running service's start-up warm-up, in whole milliseconds.
+warmup_ms() { awk -v s="$(metric orders_warmup_seconds)" 'BEGIN {printf "%.0f", s * 1000}'; }
 
 # wrk's latency ("61.00us", "1.23ms", "2.00s") in microseconds.
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000 }'; }
