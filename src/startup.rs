@@ -101,6 +101,7 @@ impl Application {
             state.clone(),
             metrics.clone(),
             workers,
+            config.http_idle_poll,
             hosted_cache,
         )?;
         let admin = http::admin_server(admin, state, metrics, config.admin_token.clone())?;

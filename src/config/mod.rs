@@ -52,6 +52,9 @@ pub struct Config {
     pub admin_token: Option<AdminToken>,
     /// actix-web worker threads (0 = one per CPU).
     pub http_workers: usize,
+    /// `HTTP_IDLE_POLL_US`: how long a public worker keeps polling after an answer (zero:
+    /// it sleeps at once); see `http::idle_poll`.
+    pub http_idle_poll: Duration,
     pub cache_max_bytes: u64,
     /// `CACHE_COMPRESSION`: orders kept as JSON (`off`) or zstd-compressed.
     pub cache_compression: crate::cache_entry::CacheCompression,
@@ -229,6 +232,11 @@ impl Config {
             admin_addr: vars.non_empty("ADMIN_ADDR", "127.0.0.1:9081")?,
             admin_token,
             http_workers: vars.number("HTTP_WORKERS", 0, 0..=256)?,
+            http_idle_poll: Duration::from_micros(vars.number(
+                "HTTP_IDLE_POLL_US",
+                0,
+                0..=100_000,
+            )?),
             cache_max_bytes: vars.number("CACHE_MAX_BYTES", 512 << 20, 0..=u64::MAX)?,
             cache_compression: vars.one_of(
                 "CACHE_COMPRESSION",
@@ -499,6 +507,16 @@ mod tests {
         assert!(err.to_string().starts_with("CACHE_MAX_BYTES="), "{err}");
         let err = load(&[DB, ("WRITERS", "0")]).expect_err("out of range");
         assert!(err.to_string().contains("WRITERS"), "{err}");
+    }
+
+    #[test]
+    fn idle_polling_is_off_unless_set_in_microseconds_and_bounded() {
+        assert_eq!(load(&[DB]).expect("valid").http_idle_poll, Duration::ZERO);
+        let on = load(&[DB, ("HTTP_IDLE_POLL_US", "200")]).expect("valid");
+        assert_eq!(on.http_idle_poll, Duration::from_micros(200));
+        // More than 0.1 s of polling after each answer is a mistake, not a setting.
+        let err = load(&[DB, ("HTTP_IDLE_POLL_US", "1000000")]).expect_err("too long");
+        assert!(err.to_string().starts_with("HTTP_IDLE_POLL_US="), "{err}");
     }
 
     #[test]

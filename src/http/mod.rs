@@ -5,6 +5,7 @@ mod admin;
 pub mod cache_client;
 mod dead_letters;
 mod error;
+mod idle_poll;
 mod ops;
 mod orders;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Server, Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, Next, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -120,6 +121,7 @@ pub fn public_server(
     state: web::Data<AppState>,
     prometheus: PrometheusMetrics,
     workers: usize,
+    idle_poll: Duration,
     cache: HostedCache,
 ) -> anyhow::Result<Server> {
     let cache = Arc::new(cache);
@@ -130,7 +132,18 @@ pub fn public_server(
                 std::thread::current().name()
             );
         }
+        let poll = idle_poll::IdlePoll::start(idle_poll);
         app_with_defaults!(state, prometheus)
+            // Outermost: the window starts once the whole answer is built.
+            .wrap_fn(move |req, srv| {
+                let answer = srv.call(req);
+                let poll = poll.clone();
+                async move {
+                    let res = answer.await;
+                    poll.answered();
+                    res
+                }
+            })
             // Built here, so one per worker: see `cache_client`.
             .app_data(web::Data::new(CacheClient::new(cache_client::Peers {
                 cache: state.cache.clone(),

@@ -384,3 +384,65 @@ async fn compressed_entries_are_served_byte_for_byte_from_fewer_cache_bytes() {
         );
     }
 }
+
+/// The service's user + system CPU time so far, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// `HTTP_IDLE_POLL_US`: with workers polling after each answer, every answer is still right,
+/// the polling ends once requests stop (an idle service spends next to no CPU), and a SIGTERM
+/// while the workers poll still stops the service at once. Fails if the poller never sleeps
+/// again (a core's worth of CPU while idle), if it keeps a worker from stopping, or if the
+/// polling task starves the handlers or the CacheActor (wrong or missing answers).
+#[tokio::test]
+async fn idle_polling_serves_every_answer_then_sleeps_and_stops_on_sigterm() {
+    let env = TestEnv::new("idle_poll").await;
+    // 50 ms: long enough that a poller that never stopped would show in a second of CPU.
+    let service = Service::start(&env, &[("HTTP_IDLE_POLL_US", "50000")]);
+    let uids: Vec<String> = (0..40).map(|i| format!("idle_poll_{i:02}")).collect();
+    produce_and_wait(&env, &service, &uids).await;
+    let client = http();
+    for round in 0..3 {
+        for uid in &uids {
+            let res = client
+                .get(service.url(&format!("/order/{uid}")))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(res.status(), 200, "round {round}, {uid}");
+            let body: Value = res.json().await.expect("json");
+            assert_eq!(body["order_uid"], uid.as_str());
+        }
+    }
+
+    // Idle: after the window, a second of wall time must cost far less than a second of CPU.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hz = 100; // CLK_TCK on Linux
+    let before = cpu_ticks(service.pid());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = cpu_ticks(service.pid()) - before;
+    assert!(
+        idle < hz / 4,
+        "{idle} ticks of CPU in one idle second: the workers kept polling"
+    );
+
+    // Requests again, then SIGTERM while the workers are polling.
+    for uid in &uids[..5] {
+        assert_eq!(get(&service, &format!("/order/{uid}")).await.status(), 200);
+    }
+    let asked = std::time::Instant::now();
+    let status = service
+        .terminate(Duration::from_secs(10))
+        .expect("exited before the deadline");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "stop took {:?} with the workers polling",
+        asked.elapsed()
+    );
+}
