@@ -43,12 +43,15 @@ bench_fresh() {
 # bench_start_service [VAR=value ...]: starts the release service on free ports; sets base
 # (public listener) and admin (admin listener). $service_bin, if set, is run instead.
 bench_start_service() {
-  local out="$bench_dir/service.out"
+  local out="$bench_dir/service.out" exe
   : >"$out"
-  env DATABASE_URL="$db_url" KAFKA_BROKERS="$KAFKA_BROKERS" KAFKA_TOPIC="$topic" \
+  exe="$(realpath "${service_bin:-$bin/orders-service}")"
+  # Started in / so that the service's dotenv search finds no .env: the local run's settings
+  # there (HTTP_IDLE_POLL_US) must not change what the benchmarks measure, the defaults.
+  (cd / && exec env DATABASE_URL="$db_url" KAFKA_BROKERS="$KAFKA_BROKERS" KAFKA_TOPIC="$topic" \
     KAFKA_GROUP_ID="group_$topic" KAFKA_DLQ_TOPIC="" HTTP_ADDR=127.0.0.1:0 ADMIN_ADDR=127.0.0.1:0 RUST_LOG=warn \
     MIGRATION_DATABASE_URL="" "$@" \
-    "${service_bin:-$bin/orders-service}" >"$out" 2>"$bench_dir/service.log" &
+    "$exe") >"$out" 2>"$bench_dir/service.log" &
   service_pid=$!
   base=""
   for _ in $(seq 1 1200); do
