@@ -6,11 +6,12 @@
 //! lone client pays that on every request, whatever the service does (one `epoll_wait`, one
 //! `recvfrom`, one `sendto` per request, measured with strace). A worker that is still
 //! polling sees the next request at once: `GET /health/live` on one connection went from
-//! ~75 to ~38 µs, a cache hit from ~85 to ~50 µs (the README's Benchmarks). The poll is bounded: it lasts for the window after
-//! the worker's last answer, so an idle service sleeps as before and a busy one has no gaps
-//! to fill; it only costs CPU when requests come closer together than the window. The same
-//! trade as Seastar's `--idle-poll-time-us` (Redpanda, ScyllaDB) or `SO_BUSY_POLL`, in user
-//! space, per worker.
+//! ~75 to ~38 µs, a cache hit from ~85 to ~50 µs (the README's Benchmarks).
+//!
+//! The poll is bounded: it lasts for the window after the worker's last answer, so an idle
+//! service sleeps as before and a busy one has no gaps to fill; it only costs CPU when
+//! requests come closer together than the window. The same trade as Seastar's
+//! `--idle-poll-time-us` (Redpanda, ScyllaDB) or `SO_BUSY_POLL`, in user space, per worker.
 //!
 //! The poll is a task on the worker that yields to the worker's runtime in a loop: each
 //! yield makes the runtime look at its sockets without blocking, and lets every other task
@@ -80,12 +81,13 @@ pub struct IdlePoll {
 impl IdlePoll {
     /// Starts the worker's poller task when `window` is not zero; call on the worker.
     pub fn start(window: Duration) -> Rc<Self> {
+        let window = Window::new(window);
         let poll = Rc::new(Self {
-            window: Cell::new(Window::new(window)),
+            window: Cell::new(window),
             wake: Notify::new(),
             polls: Cell::new(0),
         });
-        if !window.is_zero() {
+        if window.enabled() {
             actix_web::rt::spawn(run(Rc::clone(&poll)));
         }
         poll

@@ -406,14 +406,9 @@ async fn idle_polling_serves_every_answer_then_sleeps_and_stops_on_sigterm() {
     let service = Service::start(&env, &[("HTTP_IDLE_POLL_US", "50000")]);
     let uids: Vec<String> = (0..40).map(|i| format!("idle_poll_{i:02}")).collect();
     produce_and_wait(&env, &service, &uids).await;
-    let client = http();
     for round in 0..3 {
         for uid in &uids {
-            let res = client
-                .get(service.url(&format!("/order/{uid}")))
-                .send()
-                .await
-                .expect("request");
+            let res = get(&service, &format!("/order/{uid}")).await;
             assert_eq!(res.status(), 200, "round {round}, {uid}");
             let body: Value = res.json().await.expect("json");
             assert_eq!(body["order_uid"], uid.as_str());
