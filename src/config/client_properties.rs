@@ -28,6 +28,66 @@ const MANAGED: &[&str] = &[
     "ssl.ca.location",
 ];
 
+/// Properties a passthrough may not set because the guarantee would silently stop holding,
+/// each with the reason start-up gives. The list comes from reading every librdkafka
+/// property against what the reader, the writers and the DLQ publisher assume.
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "partition.assignment.strategy",
+        "the reader relies on eager rebalancing (every rebalance revokes every partition, so \
+         messages fetched before it are recognised as stale); cooperative (incremental) \
+         assignment would keep partitions whose in-flight messages it then drops",
+    ),
+    (
+        "group.protocol",
+        "the next-generation consumer protocol assigns partitions incrementally; the reader \
+         relies on the classic protocol's eager rebalancing",
+    ),
+    (
+        "group.remote.assignor",
+        "it only applies to the incremental consumer protocol, which the reader does not support",
+    ),
+    (
+        "group.instance.id",
+        "static membership is set with KAFKA_INSTANCE_ID",
+    ),
+    (
+        "metadata.broker.list",
+        "it is another name of bootstrap.servers: set KAFKA_BROKERS",
+    ),
+    (
+        "auto.commit.enable",
+        "it is another name of enable.auto.commit, which the service manages",
+    ),
+    (
+        "offset.store.method",
+        "offsets are committed to the broker, nowhere else",
+    ),
+    (
+        "isolation.level",
+        "the service reads committed messages only; read_uncommitted would store orders of \
+         aborted producer transactions",
+    ),
+    (
+        "statistics.interval.ms",
+        "consumer lag (metrics, /stats) is computed from librdkafka's statistics every second",
+    ),
+    (
+        "message.timeout.ms",
+        "a batch waits for its dead letters' acknowledgement at most 10 s, which this bounds",
+    ),
+    (
+        "delivery.timeout.ms",
+        "another name of message.timeout.ms, which bounds how long a batch waits for its dead \
+         letters",
+    ),
+    (
+        "transactional.id",
+        "the DLQ producer is idempotent, not transactional; a transactional id makes every \
+         publish fail",
+    ),
+];
+
 /// Name parts that mark a property's value as secret: it never appears in `Debug` or logs.
 const SECRET_MARKS: &[&str] = &[
     "password",
@@ -143,6 +203,12 @@ impl ClientProperties {
                     reason: format!(
                         "{property} is set by the service or by its own variable; see the README's configuration table"
                     ),
+                });
+            }
+            if let Some((_, why)) = REFUSED.iter().find(|(name, _)| *name == property) {
+                return Err(ConfigError::Passthrough {
+                    name: var.to_string(),
+                    reason: format!("{property} cannot be set: {why}"),
                 });
             }
             props.push((property, value.to_string()));
@@ -262,5 +328,28 @@ mod tests {
             "{err}"
         );
         assert_eq!(props(&[]).expect("empty"), ClientProperties::default());
+    }
+
+    #[test]
+    fn incremental_rebalancing_and_other_guarantee_breaking_options_are_refused() {
+        for (var, value) in [
+            (
+                "KAFKA_OPTION_PARTITION_ASSIGNMENT_STRATEGY",
+                "cooperative-sticky",
+            ),
+            ("KAFKA_OPTION_GROUP_PROTOCOL", "consumer"),
+            ("KAFKA_OPTION_GROUP_INSTANCE_ID", "orders-1"),
+            ("KAFKA_OPTION_ISOLATION_LEVEL", "read_uncommitted"),
+            ("KAFKA_OPTION_METADATA_BROKER_LIST", "elsewhere:9092"),
+            ("KAFKA_OPTION_MESSAGE_TIMEOUT_MS", "600000"),
+        ] {
+            let err = props(&[(var, value)]).expect_err(var);
+            let shown = err.to_string();
+            assert!(shown.starts_with(var), "{shown}");
+            assert!(shown.contains("cannot be set"), "{shown}");
+        }
+        // Tuning that leaves the guarantees alone still passes.
+        let p = props(&[("KAFKA_OPTION_FETCH_MIN_BYTES", "1")]).expect("tuning");
+        assert_eq!(get(&p, "fetch.min.bytes"), Some("1"));
     }
 }
