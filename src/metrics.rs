@@ -106,6 +106,8 @@ metrics! {
     dead_letters: IntCounterVec = ("orders_dead_letters_total", "Messages kept in dead_letters, by reason.", REASON),
     dlq_published: IntCounter = ("orders_dlq_published_total", "Dead letters published to the DLQ topic.", ()),
     dlq_given_up: IntCounter = ("orders_dlq_given_up_total", "Dead letters not published to the DLQ topic (refused, timed out or topic missing); they stay in dead_letters.", ()),
+    dlq_overflow: IntCounter = ("orders_dlq_overflow_total", "Dead letters not queued for a failing or missing DLQ topic because its backlog was full (DLQ_BACKLOG_MAX_BYTES); counted in orders_dlq_given_up_total too, kept in dead_letters.", ()),
+    dlq_backlog_bytes: IntGauge = ("orders_dlq_backlog_bytes", "Memory held by dead letters waiting for a failing or missing DLQ topic, bounded by DLQ_BACKLOG_MAX_BYTES.", ()),
     dlq_up: IntGauge = ("orders_dlq_up", "1 while the DLQ topic exists and publishing to it works (or the DLQ is off).", ()),
     db_write_seconds: Histogram = ("orders_db_write_seconds", "Duration of one successful write transaction, in seconds.", SECONDS),
     db_batch_size: Histogram = ("orders_db_batch_size", "Messages per successful write transaction.", BATCH),

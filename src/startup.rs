@@ -309,6 +309,7 @@ async fn start_ingest(
                 topic,
                 &config.kafka.topic,
                 config.ingest.max_payload_bytes,
+                config.kafka.dlq_backlog_max_bytes,
                 health.clone(),
             )
             .context("Failed to create the DLQ producer (KAFKA_DLQ_TOPIC)")?,

@@ -115,15 +115,15 @@ impl OrderWriter {
             .await;
             count(&outcomes);
             if let Some(dlq) = &peers.dlq {
-                let letters = messages
+                let letters: Vec<_> = messages
                     .iter()
                     .zip(&outcomes)
                     .filter_map(|(m, o)| match o {
-                        Outcome::DeadLettered(r) => Some((m.clone(), r.clone())),
+                        Outcome::DeadLettered(r) => Some((m, r)),
                         _ => None,
                     })
                     .collect();
-                dlq.publish_all(letters).await;
+                dlq.publish_all(&letters).await;
             }
             (store, epochs, messages, outcomes)
         };

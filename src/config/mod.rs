@@ -83,6 +83,9 @@ pub struct KafkaConfig {
     pub max_poll_interval_ms: u32,
     /// How often librdkafka commits the stored offsets (also on revoke and at shutdown).
     pub auto_commit_interval_ms: u32,
+    /// `DLQ_BACKLOG_MAX_BYTES`: memory for dead letters waiting for a failing or missing DLQ
+    /// topic; what does not fit is kept in the table only.
+    pub dlq_backlog_max_bytes: usize,
     /// `KAFKA_INSTANCE_ID`: static group membership (`group.instance.id`). A restarted
     /// instance with the same id takes its partitions back at once, without a rebalance.
     pub instance_id: Option<String>,
@@ -201,6 +204,11 @@ impl Config {
                     100..=600_000,
                 )?,
                 client,
+                dlq_backlog_max_bytes: vars.number(
+                    "DLQ_BACKLOG_MAX_BYTES",
+                    16 << 20,
+                    0..=1 << 30,
+                )?,
                 instance_id: match vars.raw("KAFKA_INSTANCE_ID") {
                     Some(id) if !id.trim().is_empty() => Some(instance_id(id.trim())?),
                     _ => None,

@@ -105,3 +105,85 @@ async fn peak_memory_during_a_long_outage_stays_under_the_documented_ceiling() {
         crate::helpers::count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await;
     assert_eq!(stored, count as i64, "every order stored after the outage");
 }
+
+/// The DLQ backlog's bound, measured: with the DLQ topic missing, 5,000 rejected messages of
+/// 40 KB each (~200 MB) arrive. Dead letters waiting for the topic share one queue bounded by
+/// `DLQ_BACKLOG_MAX_BYTES`; what does not fit is kept in the table only. Peak RSS above idle
+/// must stay within `MAX_IN_FLIGHT_BYTES` + the backlog's bound + 64 MiB of slack. With a
+/// task per batch holding its letters (the bug this catches) the growth was ~250 MiB. Every
+/// message must still be in `dead_letters`. Prints idle, peak and growth.
+#[tokio::test]
+async fn dead_letters_waiting_for_a_missing_dlq_topic_hold_bounded_memory() {
+    let env = TestEnv::with_topics(
+        "dlqmemory",
+        Topics {
+            orders: true,
+            dlq: false,
+        },
+    )
+    .await;
+    const BACKLOG_BYTES: u64 = 16 * MIB;
+    const DLQ_SLACK: u64 = 64 * MIB;
+    let in_flight = IN_FLIGHT_BYTES.to_string();
+    let backlog = BACKLOG_BYTES.to_string();
+    let service = Service::start(
+        &env,
+        &[
+            ("MAX_IN_FLIGHT_BYTES", in_flight.as_str()),
+            ("DLQ_BACKLOG_MAX_BYTES", backlog.as_str()),
+            ("CACHE_MAX_BYTES", "0"),
+        ],
+    );
+    let idle = proc_kib(service.pid(), "VmRSS:");
+    let count = 5_000;
+    let letter_bytes = 40_000;
+    // Not JSON: each is rejected `malformed` at once, with its whole payload kept.
+    env.produce_each((0..count).map(|i| format!("reject-{i}")), |key| {
+        let mut payload = format!("{key}:").into_bytes();
+        payload.resize(letter_bytes, b'x');
+        payload
+    })
+    .await;
+    assert!(
+        wait_until_drained(&env, Duration::from_secs(300)).await,
+        "not every message was committed; log:\n{}",
+        service.log_text()
+    );
+    let peak = proc_kib(service.pid(), "VmHWM:");
+    let overflow = metric(&service, "orders_dlq_overflow_total")
+        .await
+        .unwrap_or(0.0);
+    let given_up = metric(&service, "orders_dlq_given_up_total")
+        .await
+        .unwrap_or(0.0);
+    let ceiling = IN_FLIGHT_BYTES + BACKLOG_BYTES + DLQ_SLACK;
+    eprintln!(
+        "dlq memory: {count} rejected messages of {letter_bytes} B ({} MiB), DLQ topic missing; \
+         idle RSS {} MiB, peak RSS {} MiB, growth {} MiB; ceiling (in-flight bound {} MiB + \
+         backlog bound {} MiB + slack {} MiB) {} MiB; given up {given_up}, of which not queued \
+         (backlog full) {overflow}",
+        count as u64 * letter_bytes as u64 / MIB,
+        idle / MIB,
+        peak / MIB,
+        peak.saturating_sub(idle) / MIB,
+        IN_FLIGHT_BYTES / MIB,
+        BACKLOG_BYTES / MIB,
+        DLQ_SLACK / MIB,
+        ceiling / MIB
+    );
+    let letters = crate::helpers::count(
+        &mut env.db().await,
+        "SELECT count(*) AS n FROM dead_letters WHERE reason = 'malformed'",
+    )
+    .await;
+    assert_eq!(
+        letters, count as i64,
+        "every rejected message is in the table"
+    );
+    assert!(
+        peak.saturating_sub(idle) <= ceiling,
+        "peak RSS grew by {} MiB, over the ceiling of {} MiB",
+        peak.saturating_sub(idle) / MIB,
+        ceiling / MIB
+    );
+}
