@@ -25,7 +25,8 @@ enum Command {
     Serve,
     /// Apply the database migrations (as MIGRATION_DATABASE_URL's role) and exit.
     Migrate,
-    /// Run dead letters through today's validation and write path again; prints a summary.
+    /// Run dead letters through the current validation and write path again, at most
+    /// --limit per run (one transaction, one run at a time); prints a summary.
     Replay(ReplayArgs),
 }
 
@@ -49,6 +50,12 @@ struct ReplayArgs {
     /// Validate only: report what would happen, write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Most dead letters this run replays (1 to 10000).
+    #[arg(long, value_name = "N", default_value_t = replay::DEFAULT_LETTERS_PER_RUN)]
+    limit: usize,
+    /// Continue after this dead-letter id (the cursor a previous run printed).
+    #[arg(long, value_name = "ID")]
+    after: Option<i64>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -116,6 +123,8 @@ fn main() -> ExitCode {
 /// (a running instance reads a replayed order from the database on its next miss).
 fn run_replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
     use anyhow::Context;
+    replay::check_ids(&args.ids).map_err(anyhow::Error::msg)?;
+    let limits = replay::Limits::new(Some(args.limit), args.after).map_err(anyhow::Error::msg)?;
     let filter = LetterFilter {
         reasons: replay::known_reasons(args.reasons).map_err(anyhow::Error::msg)?,
         order_uid: args.order_uid,
@@ -136,6 +145,7 @@ fn run_replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
         replay::run(
             &mut conn,
             &filter,
+            limits,
             config.ingest.max_payload_bytes,
             args.dry_run,
         )

@@ -1,17 +1,28 @@
-//! Dead-letter replay: each selected dead letter's original payload goes through today's
+//! Dead-letter replay: each selected dead letter's original payload goes through the current
 //! validation and write path again. It is stored, found a duplicate (or a conflict), or stays
-//! rejected with today's reason; the outcome is recorded in `dead_letter_replays`, the dead
-//! letter itself is kept unchanged as history.
+//! rejected with the current reason; the outcome is recorded in `dead_letter_replays`, the
+//! dead letter itself is kept unchanged as history.
 //!
 //! Replaying twice changes nothing: a letter settled by a replay (`stored`, `duplicate`,
 //! `conflict`) is not selected again, and a letter still rejected for the same reason gets no
 //! second record. Run from `orders-service replay` or `POST /dead-letters/replay` (admin).
+//!
+//! A run is bounded and atomic:
+//! - at most [`Limits::letters`] letters (at most [`MAX_LETTERS_PER_RUN`]); when it stops at
+//!   that cap the summary's `next_after` is the cursor to continue from;
+//! - one transaction: the orders it stores and the replay records are committed together or
+//!   not at all (a letter deleted by retention meanwhile fails the run, with nothing written);
+//! - one run at a time across every instance and the CLI: the transaction first takes a
+//!   PostgreSQL advisory lock, and a second run gets [`ReplayError::Busy`] at once.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
+
+use diesel::sql_types::{BigInt, Bool};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::db::dead_letters::{self, LetterFilter, NewReplay, ReplayCandidate};
 use crate::db::{DbError, queries};
@@ -20,6 +31,77 @@ use crate::ingest::{Incoming, Outcome, Position};
 
 /// Dead letters read and written per round trip.
 const PAGE: i64 = 200;
+
+/// Letters one run replays unless told otherwise.
+pub const DEFAULT_LETTERS_PER_RUN: usize = 1_000;
+/// Most letters one run may replay: one transaction must stay short enough not to hold the
+/// orders it inserts (and the lock) for long.
+pub const MAX_LETTERS_PER_RUN: usize = 10_000;
+/// Most dead-letter ids one request may name.
+pub const MAX_IDS: usize = 1_000;
+
+/// The advisory lock key of a replay run (any constant: `orders-replay` as bytes).
+pub const LOCK_KEY: i64 = 0x6f72_6465_7273_7270;
+
+/// How much one run does: `letters` at most, from the letter after `after` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub letters: usize,
+    /// The `next_after` of a previous run (0: from the start).
+    pub after: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            letters: DEFAULT_LETTERS_PER_RUN,
+            after: 0,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks a caller's limit and cursor; the error names the bound.
+    pub fn new(letters: Option<usize>, after: Option<i64>) -> Result<Self, String> {
+        let letters = letters.unwrap_or(DEFAULT_LETTERS_PER_RUN);
+        if !(1..=MAX_LETTERS_PER_RUN).contains(&letters) {
+            return Err(format!(
+                "limit must be from 1 to {MAX_LETTERS_PER_RUN} letters per run (continue with the next_after cursor)"
+            ));
+        }
+        let after = after.unwrap_or(0);
+        if after < 0 {
+            return Err("after must be the next_after of a previous run".into());
+        }
+        Ok(Self { letters, after })
+    }
+}
+
+/// Checks the ids a caller names.
+pub fn check_ids(ids: &[i64]) -> Result<(), String> {
+    if ids.len() > MAX_IDS {
+        return Err(format!(
+            "at most {MAX_IDS} ids per replay ({} given)",
+            ids.len()
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Another run holds the lock.
+    #[error("another replay is running (one at a time); try again once it has finished")]
+    Busy,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ReplayError {
+    fn from(e: diesel::result::Error) -> Self {
+        ReplayError::Db(e.into())
+    }
+}
 
 /// What a replay did, in total and per letter.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -37,6 +119,9 @@ pub struct Summary {
     pub valid: usize,
     /// Per letter, in id order (the first 1,000).
     pub letters: Vec<LetterResult>,
+    /// Set when the run stopped at its letter limit: more letters may be selected; pass
+    /// this as `after` (`--after`) to continue.
+    pub next_after: Option<i64>,
     /// Orders stored by this replay (their JSON), for the caller's cache.
     #[serde(skip)]
     pub stored_orders: Vec<(String, Vec<u8>)>,
@@ -86,16 +171,23 @@ pub fn parse_time(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>
 
 /// One line: what a replay did.
 pub fn describe(s: &Summary) -> String {
-    if s.dry_run {
-        return format!(
+    let done = if s.dry_run {
+        format!(
             "dry run: {} selected: {} valid (would be written), {} rejected, {} unchanged",
             s.selected, s.valid, s.rejected, s.unchanged
-        );
+        )
+    } else {
+        format!(
+            "replayed {} dead letters: {} stored, {} duplicate, {} conflict, {} rejected, {} unchanged",
+            s.selected, s.stored, s.duplicate, s.conflict, s.rejected, s.unchanged
+        )
+    };
+    match s.next_after {
+        Some(after) => {
+            format!("{done}; stopped at the letter limit: continue with --after {after}")
+        }
+        None => done,
     }
-    format!(
-        "replayed {} dead letters: {} stored, {} duplicate, {} conflict, {} rejected, {} unchanged",
-        s.selected, s.stored, s.duplicate, s.conflict, s.rejected, s.unchanged
-    )
 }
 
 /// The result word for a write outcome.
@@ -115,24 +207,66 @@ pub fn unchanged(last_replay: Option<&str>, reason: &str) -> bool {
     last_replay == Some(format!("rejected:{reason}").as_str())
 }
 
-/// Replays every dead letter `filter` selects (see the module doc).
+/// Replays the dead letters `filter` selects, within `limits`, in one transaction under the
+/// replay lock (see the module doc).
 pub async fn run(
     conn: &mut AsyncPgConnection,
     filter: &LetterFilter,
+    limits: Limits,
     max_payload_bytes: usize,
     dry_run: bool,
-) -> Result<Summary, DbError> {
+) -> Result<Summary, ReplayError> {
+    conn.transaction(async |c| {
+        // Like every write transaction: what the caller is told is stored is on disk.
+        diesel::sql_query("SET LOCAL synchronous_commit TO on")
+            .execute(c)
+            .await?;
+        if !try_lock(c).await? {
+            return Err(ReplayError::Busy);
+        }
+        run_locked(c, filter, limits, max_payload_bytes, dry_run).await
+    })
+    .await
+}
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+/// Takes the replay lock for the rest of the transaction (released by its commit or
+/// rollback, so a run that fails or is abandoned never leaves it held).
+async fn try_lock(conn: &mut AsyncPgConnection) -> Result<bool, diesel::result::Error> {
+    let row: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+        .bind::<BigInt, _>(LOCK_KEY)
+        .get_result(conn)
+        .await?;
+    Ok(row.locked)
+}
+
+async fn run_locked(
+    conn: &mut AsyncPgConnection,
+    filter: &LetterFilter,
+    limits: Limits,
+    max_payload_bytes: usize,
+    dry_run: bool,
+) -> Result<Summary, ReplayError> {
     let mut summary = Summary {
         dry_run,
         ..Summary::default()
     };
-    let mut after = 0;
-    loop {
-        let page = dead_letters::replay_candidates(conn, filter, after, PAGE).await?;
+    let mut after = limits.after;
+    while summary.selected < limits.letters {
+        let room = (limits.letters - summary.selected).min(PAGE as usize) as i64;
+        let page = dead_letters::replay_candidates(conn, filter, after, room).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         summary.selected += page.len();
         replay_page(conn, page, max_payload_bytes, dry_run, &mut summary).await?;
+    }
+    if summary.selected == limits.letters {
+        summary.next_after = Some(after);
     }
     Ok(summary)
 }

@@ -41,9 +41,10 @@ pub struct DeadLetterPage {
 
 /// Replays the dead letters a filter selects (see [`crate::replay`]).
 #[derive(Message)]
-#[rtype(result = "Result<replay::Summary, DbError>")]
+#[rtype(result = "Result<replay::Summary, replay::ReplayError>")]
 pub struct ReplayLetters {
     pub filter: LetterFilter,
+    pub limits: replay::Limits,
     pub dry_run: bool,
 }
 
@@ -317,14 +318,21 @@ impl Handler<DeadLetterPage> for DbReader {
 }
 
 impl Handler<ReplayLetters> for DbReader {
-    type Result = ResponseFuture<Result<replay::Summary, DbError>>;
+    type Result = ResponseFuture<Result<replay::Summary, replay::ReplayError>>;
 
     fn handle(&mut self, msg: ReplayLetters, _: &mut Context<Self>) -> Self::Result {
         let pool = self.pool.clone();
         let max_payload_bytes = self.settings.max_payload_bytes;
         Box::pin(async move {
-            let mut conn = pool.get().await?;
-            replay::run(&mut conn, &msg.filter, max_payload_bytes, msg.dry_run).await
+            let mut conn = pool.get().await.map_err(DbError::from)?;
+            replay::run(
+                &mut conn,
+                &msg.filter,
+                msg.limits,
+                max_payload_bytes,
+                msg.dry_run,
+            )
+            .await
         })
     }
 }

@@ -84,6 +84,30 @@ pub struct ReplayRequest {
     id: Vec<i64>,
     #[serde(default)]
     dry_run: bool,
+    /// Most letters this run replays (see `replay::Limits`).
+    limit: Option<usize>,
+    /// The `next_after` of a previous run.
+    after: Option<i64>,
+}
+
+/// Largest replay body: selectors only (ids at most `replay::MAX_IDS`), never payloads.
+pub const MAX_REPLAY_BODY: usize = 16 * 1024;
+
+/// The replay body's limit, with a JSON 413 beyond it and a JSON 400 for bad JSON.
+pub fn replay_body_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_REPLAY_BODY)
+        .error_handler(|e, _| {
+            use actix_web::error::JsonPayloadError;
+            match e {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => ApiError::TooLarge(format!(
+                    "a replay body holds selectors only: at most {MAX_REPLAY_BODY} bytes"
+                ))
+                .into(),
+                e => ApiError::BadRequest(format!("bad replay request: {e}")).into(),
+            }
+        })
 }
 
 /// `POST /dead-letters/replay`: replays the selected dead letters now (see
@@ -92,6 +116,8 @@ pub async fn replay(
     body: web::Json<ReplayRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    replay::check_ids(&body.id).map_err(ApiError::BadRequest)?;
+    let limits = replay::Limits::new(body.limit, body.after).map_err(ApiError::BadRequest)?;
     let filter = LetterFilter {
         reasons: reasons(body.reason.clone())?,
         order_uid: body.order_uid.clone().filter(|u| !u.is_empty()),
@@ -103,6 +129,7 @@ pub async fn replay(
         .db
         .send(ReplayLetters {
             filter,
+            limits,
             dry_run: body.dry_run,
         })
         .await??;

@@ -20,6 +20,12 @@ pub enum ApiError {
     /// The database cannot answer right now; cached orders are still served.
     #[error("{0}")]
     Unavailable(String),
+    /// The request clashes with work in progress (a second replay while one runs).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is larger than the endpoint accepts.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -37,6 +43,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge(_) => "too_large",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -48,6 +56,8 @@ impl ResponseError for ApiError {
             ApiError::InvalidId(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +88,15 @@ impl From<DbError> for ApiError {
                 });
                 ApiError::Internal("internal error; the service log has the details".into())
             }
+        }
+    }
+}
+
+impl From<crate::replay::ReplayError> for ApiError {
+    fn from(e: crate::replay::ReplayError) -> Self {
+        match e {
+            crate::replay::ReplayError::Busy => ApiError::Conflict(e.to_string()),
+            crate::replay::ReplayError::Db(e) => e.into(),
         }
     }
 }

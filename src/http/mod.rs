@@ -189,7 +189,11 @@ pub fn admin_server(
             .service(web::resource("/base.css").get(admin_asset))
             .service(web::resource("/stats").get(ops::stats))
             .service(web::resource("/dead-letters").get(dead_letters::list))
-            .service(web::resource("/dead-letters/replay").post(dead_letters::replay))
+            .service(
+                web::resource("/dead-letters/replay")
+                    .app_data(dead_letters::replay_body_config())
+                    .post(dead_letters::replay),
+            )
             .service(get_or_head!(["/health", "/health/ready"], ops::ready))
             .service(get_or_head!("/health/live", ops::live))
             .default_service(web::to(not_found))

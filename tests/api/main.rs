@@ -21,5 +21,6 @@ mod monitoring;
 mod operate;
 mod read_api;
 mod rebalance;
+mod replay;
 mod sigterm;
 mod transport;
