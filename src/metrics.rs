@@ -162,21 +162,25 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 mod tests {
     use super::*;
 
+    /// Catches a metric registered in the registry outside the table (it would be exported
+    /// but missing from `NAMES`, so from the README check and the docs), and a declared name
+    /// that the registry does not export under that name.
     #[test]
-    fn every_declared_metric_is_registered_once_under_its_name() {
-        let families: Vec<String> = METRICS
+    fn the_registry_exports_exactly_the_declared_metrics() {
+        // Vectors are exported once they have a series: give each one.
+        for vec in [&METRICS.consumer_lag, &METRICS.committed_offset] {
+            vec.with_label_values(&["0"]);
+        }
+        METRICS.consumer_lag_total.with_label_values(&[] as &[&str]);
+        let exported: std::collections::BTreeSet<String> = METRICS
             .registry
             .gather()
             .iter()
             .map(|f| f.name().to_string())
             .collect();
-        for name in NAMES {
-            let declared_once = NAMES.iter().filter(|n| *n == name).count() == 1;
-            assert!(declared_once, "{name} is declared twice");
-        }
-        for name in families {
-            assert!(NAMES.contains(&name.as_str()), "{name} is not in NAMES");
-        }
+        let declared: std::collections::BTreeSet<String> =
+            NAMES.iter().map(|n| n.to_string()).collect();
+        assert_eq!(exported, declared);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Crash test: the service is SIGKILLed at random moments while orders stream in; at the end
 //! the database holds exactly the valid orders produced, each once, with exact item counts.
-//! The kill timing is seeded (`CRASH_SEED` replays a run; the seed is printed); an instance
-//! is killed only once it has partitions and is writing, and right after each kill the
-//! invariant "every offset below the committed one is durable" is checked.
+//! The kill timing is seeded (`CRASH_SEED` replays a run; the seed is printed), and so is the
+//! stream (`STREAM_SEED`); an instance is killed only once it has partitions and is writing,
+//! only while the stream is produced, and right after each kill the invariant "every offset
+//! below the committed one is durable" is checked.
 
 use std::time::{Duration, Instant};
 
@@ -12,30 +13,18 @@ use rand::{Rng, SeedableRng};
 #[tokio::test]
 async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let env = TestEnv::new("crash").await;
-    let uids = env.path("uids.tsv");
-    let rejects = env.path("rejects.tsv");
-    let producer = spawn_emulator(
+    // Slow enough that the stream outlasts the kills: each restart waits for the dead
+    // member's 6 s session before it gets partitions back, and a backlog drains in about a
+    // second once it has them, so at a faster rate the later kills would find nothing left to
+    // write and the test would no longer test what it claims (checked below).
+    let mut stream = Stream::start(
         &env,
-        &[
-            "--count",
-            "30000",
-            // Slow enough that the stream outlasts the kills: each restart waits for the
-            // dead member's 6 s session before it gets partitions back, and a backlog drains
-            // in about a second once it has them, so at a faster rate the later kills find
-            // nothing left to write and the test no longer tests what it claims.
-            "--rate",
-            "600",
-            "--invalid-ratio",
-            "0.05",
-            "--duplicate-ratio",
-            "0.02",
-            "--conflict-ratio",
-            "0.005",
-            "--uids-out",
-            uids.to_str().expect("path"),
-            "--rejects-out",
-            rejects.to_str().expect("path"),
-        ],
+        StreamSpec {
+            invalid: 0.05,
+            duplicates: 0.02,
+            conflicts: 0.005,
+            ..StreamSpec::new(30_000, 600)
+        },
     );
 
     let seed: u64 = std::env::var("CRASH_SEED")
@@ -44,39 +33,34 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         .unwrap_or_else(|| rand::rng().random());
     eprintln!("crash test seed: {seed} (CRASH_SEED={seed} replays the kill timing)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let started = Instant::now();
     let (mut kills, mut kills_while_writing) = (0, 0);
-    // Kill at least 5 times, and keep killing while the producer is still going.
-    while kills < 5 || started.elapsed() < Duration::from_secs(12) {
+    // Kill while the stream is produced, at most 8 times.
+    while kills < 8 && stream.producing() {
         let service = Service::start(&env, &[]);
         // Only once this instance has partitions and has written something.
-        let writing = eventually(Duration::from_secs(10), || async {
-            metric(&service, "orders_stored_total")
-                .await
-                .is_some_and(|n| n > 0.0)
-        })
-        .await;
+        let writing = wait_stored(&service, 1, Duration::from_secs(10)).await;
         let alive = Duration::from_millis(rng.random_range(100..1500));
         tokio::time::sleep(alive).await;
         // Then at the first moment messages are with the writers (within a second).
-        let mut in_flight = 0.0;
-        let look = Instant::now();
-        while writing && in_flight == 0.0 && look.elapsed() < Duration::from_secs(1) {
-            in_flight = metric(&service, "orders_in_flight").await.unwrap_or(0.0);
-        }
+        let in_flight = writing && wait_in_flight(&service).await;
         service.kill();
         kills += 1;
-        if writing && in_flight > 0.0 {
+        if in_flight {
             kills_while_writing += 1;
         }
         assert_committed_offsets_are_durable(&env).await;
     }
     eprintln!("{kills_while_writing} of {kills} kills landed while writes were in flight");
     assert!(
+        kills >= 5,
+        "the stream ended after {kills} kills: too few to test anything (seed {seed}; slow \
+         the stream down)"
+    );
+    assert!(
         kills_while_writing * 2 > kills,
         "most kills must land while writes are in flight: {kills_while_writing} of {kills} (seed {seed})"
     );
-    let summary = finish_emulator(producer);
+    let summary = stream.finish();
     eprintln!("emulator: {summary}; service killed {kills} times");
 
     let service = Service::start(&env, &[]);
@@ -86,10 +70,12 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         "the topic was not fully committed; log:\n{}",
         service.log_text()
     );
-    assert_exactly_the_valid_orders_are_stored(&env, &uids).await;
+    stream
+        .assert_exactly_its_valid_orders_are_stored(&env)
+        .await;
 
     // Every rejected message is kept exactly once, with the reason the emulator intended.
-    let expected_rejects = read_rejects(&rejects);
+    let expected_rejects = read_rejects(&stream.rejects);
     let mut conn = env.db().await;
     let letters = dead_letters(&mut conn).await;
     assert_eq!(
@@ -109,7 +95,6 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         let got = letters.iter().filter(|l| l.reason == reason).count();
         assert_eq!(got, want, "dead letters with reason {reason}");
     }
-    assert!(kills >= 5);
 }
 
 /// The invariant, checkable at any moment: every message below its partition's committed

@@ -43,21 +43,13 @@ async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
         .await
     );
 
-    let uids = env.path("uids.tsv");
-    let producer = spawn_emulator(
-        &env,
-        &[
-            "--count",
-            "20000",
-            "--rate",
-            "700",
-            "--invalid-ratio",
-            "0.02",
-            "--uids-out",
-            uids.to_str().expect("path"),
-        ],
+    let mut stream = Stream::start(&env, StreamSpec::new(20_000, 700));
+    // The database stops while the stream is being stored.
+    assert!(
+        wait_stored(&service, 1_000, Duration::from_secs(60)).await,
+        "the stream was not being stored; log:\n{}",
+        service.log_text()
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
 
     infra(&env, "pg", "stop", "pg");
     let outage_started = Instant::now();
@@ -124,17 +116,19 @@ async fn a_20_second_database_outage_loses_nothing_and_heals_by_itself() {
     );
     eprintln!("ingestion resumed {resumed_after:?} after PostgreSQL came back");
 
-    finish_emulator(producer);
+    stream.finish();
     // The order produced before the stream is expected too.
-    let mut list = std::fs::read_to_string(&uids).expect("uids");
+    let mut list = std::fs::read_to_string(&stream.uids).expect("uids");
     list.push_str("b563feb7b2b84b6test\t1\n");
-    std::fs::write(&uids, list).expect("uids");
+    std::fs::write(&stream.uids, list).expect("uids");
     assert!(
         wait_until_drained(&env, Duration::from_secs(120)).await,
         "not drained; log:\n{}",
         service.log_text()
     );
-    assert_exactly_the_valid_orders_are_stored(&env, &uids).await;
+    stream
+        .assert_exactly_its_valid_orders_are_stored(&env)
+        .await;
     assert!(
         eventually(Duration::from_secs(10), || async {
             status(&client, &health_url).await == 200

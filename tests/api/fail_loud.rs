@@ -266,7 +266,7 @@ async fn three_instances_starting_together_on_an_empty_database_all_become_ready
 #[tokio::test]
 async fn a_database_down_at_start_up_is_waited_for_and_sigterm_is_honoured_meanwhile() {
     let env = TestEnv::new("db_down_start").await;
-    let port = free_port();
+    let port = port_outside_ephemeral_range();
     let pg_dir = env.log_dir.join(format!("{}-pg", env.name));
     let url = format!("postgres://orders_app:orders_app@127.0.0.1:{port}/orders");
     // `scripts/pg` makes `orders_owner` own the database: it migrates, `orders_app` runs.
@@ -313,13 +313,6 @@ async fn a_database_down_at_start_up_is_waited_for_and_sigterm_is_honoured_meanw
         .stdout(std::process::Stdio::null())
         .status();
     ready.expect("ready once the database is up");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Case 7: the orders topic does not exist: 503 `topic: missing` until it is created, then

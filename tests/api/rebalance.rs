@@ -8,24 +8,21 @@ use crate::helpers::*;
 #[tokio::test]
 async fn instances_joining_and_leaving_the_group_lose_and_duplicate_nothing() {
     let env = TestEnv::new("rebalance").await;
-    let uids = env.path("uids.tsv");
     let first = Service::start(&env, &[]);
-    let producer = spawn_emulator(
+    let mut stream = Stream::start(
         &env,
-        &[
-            "--count",
-            "15000",
-            "--rate",
-            "1500",
-            "--invalid-ratio",
-            "0.03",
-            "--duplicate-ratio",
-            "0.02",
-            "--uids-out",
-            uids.to_str().expect("path"),
-        ],
+        StreamSpec {
+            invalid: 0.03,
+            duplicates: 0.02,
+            ..StreamSpec::new(15_000, 1_500)
+        },
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The second instance joins while the first is storing the stream.
+    assert!(
+        wait_stored(&first, 1_000, Duration::from_secs(60)).await,
+        "the first instance was not storing the stream; log:\n{}",
+        first.log_text()
+    );
     let second = Service::start(&env, &[]);
     // Once the first instance has given partitions away, it exports series only for the
     // partitions it still owns (revoked ones are removed, not left at their last value).
@@ -77,13 +74,15 @@ async fn instances_joining_and_leaving_the_group_lose_and_duplicate_nothing() {
         .expect("first instance exits");
     assert!(status.success(), "first instance exit status {status}");
 
-    finish_emulator(producer);
+    stream.finish();
     assert!(
         wait_until_drained(&env, Duration::from_secs(120)).await,
         "not drained after the rebalances; log:\n{}",
         second.log_text()
     );
-    assert_exactly_the_valid_orders_are_stored(&env, &uids).await;
+    stream
+        .assert_exactly_its_valid_orders_are_stored(&env)
+        .await;
     let log = second.log_text();
     assert!(
         log.contains("partitions assigned"),

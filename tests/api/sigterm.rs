@@ -20,21 +20,19 @@ struct Highest {
 async fn sigterm_drains_commits_exits_zero_and_a_restart_redelivers_nothing_stored() {
     let env = TestEnv::new("sigterm").await;
     let service = Service::start(&env, &[("SHUTDOWN_TIMEOUT_MS", "10000")]);
-    let uids = env.path("uids.tsv");
-    let producer = spawn_emulator(
+    let mut stream = Stream::start(
         &env,
-        &[
-            "--count",
-            "12000",
-            "--rate",
-            "2000",
-            "--invalid-ratio",
-            "0.03",
-            "--uids-out",
-            uids.to_str().expect("path"),
-        ],
+        StreamSpec {
+            invalid: 0.03,
+            ..StreamSpec::new(12_000, 2_000)
+        },
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // SIGTERM while the stream is being stored.
+    assert!(
+        wait_stored(&service, 1_000, Duration::from_secs(60)).await,
+        "the stream was not being stored; log:\n{}",
+        service.log_text()
+    );
 
     let log = service.log.clone();
     let asked = Instant::now();
@@ -77,11 +75,13 @@ async fn sigterm_drains_commits_exits_zero_and_a_restart_redelivers_nothing_stor
 
     // The restart continues from there; duplicates it sees are only the emulator's own.
     let service = Service::start(&env, &[]);
-    finish_emulator(producer);
+    stream.finish();
     assert!(
         wait_until_drained(&env, Duration::from_secs(120)).await,
         "log:\n{}",
         service.log_text()
     );
-    assert_exactly_the_valid_orders_are_stored(&env, &uids).await;
+    stream
+        .assert_exactly_its_valid_orders_are_stored(&env)
+        .await;
 }

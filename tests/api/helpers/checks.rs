@@ -32,15 +32,20 @@ pub async fn stored_orders(conn: &mut AsyncPgConnection) -> Vec<UidCount> {
 pub struct LetterRow {
     #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
     pub order_uid: Option<String>,
+    /// The Kafka message key, as text.
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub key: Option<String>,
     #[diesel(sql_type = Text)]
     pub reason: String,
 }
 
 pub async fn dead_letters(conn: &mut AsyncPgConnection) -> Vec<LetterRow> {
-    sql_query("SELECT order_uid, reason FROM dead_letters")
-        .load(conn)
-        .await
-        .expect("dead letters")
+    sql_query(
+        "SELECT order_uid, convert_from(message_key, 'UTF8') AS key, reason FROM dead_letters",
+    )
+    .load(conn)
+    .await
+    .expect("dead letters")
 }
 
 pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {

@@ -19,9 +19,11 @@ use rdkafka::{Offset, TopicPartitionList};
 
 mod checks;
 mod service;
+mod stream;
 
 pub use checks::*;
 pub use service::*;
+pub use stream::*;
 
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -61,6 +63,8 @@ struct InfraGuard {
 /// A test's own database, topic and consumer group.
 pub struct TestEnv {
     pub name: String,
+    /// This test's database (dropped with the `TestEnv`, kept if the test failed).
+    pub database: String,
     pub database_url: String,
     pub brokers: String,
     pub topic: String,
@@ -139,6 +143,7 @@ impl TestEnv {
         std::fs::create_dir_all(&log_dir).expect("log dir");
         Self {
             name: id.clone(),
+            database: db,
             database_url,
             brokers,
             topic,
@@ -376,6 +381,71 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
             panic!("create topic {topic}: {e}");
         }
     }
+}
+
+impl Drop for TestEnv {
+    /// Drops the test's database and topics, so a run of the suite leaves nothing behind;
+    /// a failed test keeps them for inspection (and says so).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "{}: kept database {} and topics {}, {} for inspection",
+                self.name, self.database, self.topic, self.dlq_topic
+            );
+            return;
+        }
+        let admin_url = env("TEST_ADMIN_DATABASE_URL");
+        let (database, brokers) = (self.database.clone(), self.brokers.clone());
+        let topics = [self.topic.clone(), self.dlq_topic.clone()];
+        // Drop runs inside the test's runtime, which cannot be blocked on: clean up on a
+        // thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
+                    if let Err(e) = sql_query(drop).execute(&mut admin).await {
+                        eprintln!("could not drop the test database {database}: {e}");
+                    }
+                }
+                let admin: Result<AdminClient<DefaultClientContext>, _> = ClientConfig::new()
+                    .set("bootstrap.servers", &brokers)
+                    .create();
+                if let Ok(admin) = admin {
+                    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                    let options =
+                        AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+                    // A topic the test never created is fine: nothing to delete.
+                    let _ = admin.delete_topics(&names, &options).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A TCP port on loopback that nothing listens on now and that the kernel never hands out
+/// as an ephemeral source port (it lies below `ip_local_port_range`), for a server a test
+/// starts later: a port from `bind(0)` could meanwhile become the source port of any
+/// outgoing connection.
+pub fn port_outside_ephemeral_range() -> u16 {
+    use rand::Rng;
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let floor = 20_000.min(low / 2);
+    let mut rng = rand::rng();
+    for _ in 0..1_000 {
+        let port = rng.random_range(floor..low);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {floor}..{low}");
 }
 
 /// Polls `check` until it returns true or `timeout` passes; returns whether it did.
