@@ -109,15 +109,17 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::generator::tests::{LIMIT, generator};
+    use crate::draw::tests::{LIMIT, draw};
+    use crate::invalid::conflict;
+    use crate::valid::{Sent, valid};
 
     #[test]
     fn files_are_classified_as_new_duplicate_conflict_or_rejected() {
         let dir = std::env::temp_dir().join(format!("emulator-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut g = generator(11);
-        let order = g.valid();
-        let conflict = g.conflict().expect("conflict");
+        let (mut d, mut sent) = (draw(11), Sent::default());
+        let order = valid(&mut d, &mut sent);
+        let conflict = conflict(&mut d, &sent).expect("conflict");
         let paths = [
             (dir.join("a.json"), order.payload.clone()),
             (dir.join("b.json"), conflict.payload.clone()),

@@ -10,13 +10,15 @@
 //! debug builds, so a generator that drifts from the validation rules fails loudly.
 //!
 //! Layout: `cli` (the command line), `message` (what a message is meant to do), `generator`
-//! (the random message stream) with its parts `valid` (new orders, drawn from `catalogue`)
-//! and `invalid` (invalid messages, duplicates, conflicts), `file_source` (`--file`), `send`
-//! (the Kafka producer and deliveries), `progress` and `ledger` (counts, `--uids-out`,
-//! `--rejects-out`); the run loop and the summary are here.
+//! (the mix and the stream of messages) over `valid` (new orders, drawn from `catalogue`)
+//! and `invalid` (invalid messages, duplicates, conflicts), both drawn with `draw` (the
+//! seeded building blocks); `file_source` (`--file`), `send` (the Kafka producer and
+//! deliveries), `progress` and `ledger` (counts, `--uids-out`, `--rejects-out`); the run loop
+//! and the summary are here. Imports run one way: generator → invalid → valid → draw.
 
 mod catalogue;
 mod cli;
+mod draw;
 mod file_source;
 mod generator;
 mod invalid;
