@@ -5,7 +5,7 @@ bench_setup() {
   root="$(repo_root)"
   bench_dir="$root/.run/bench"
   mkdir -p "$bench_dir"
-  export PG_PORT="${BENCH_PG_PORT:-56432}" KAFKA_PORT="${BENCH_KAFKA_PORT:-49092}"
+  export PG_PORT="${BENCH_PG_PORT:-26432}" KAFKA_PORT="${BENCH_KAFKA_PORT:-26092}"
   eval "$("$here/infra" up --no-browser "$bench_dir/infra")"
   # The clusters outlive a run: drop the databases and topics of earlier runs (a 1M run
   # leaves 1.1 GB, a 10M run ~19 GB). One benchmark at a time: the ports are fixed anyway.

@@ -266,7 +266,7 @@ async fn three_instances_starting_together_on_an_empty_database_all_become_ready
 #[tokio::test]
 async fn a_database_down_at_start_up_is_waited_for_and_sigterm_is_honoured_meanwhile() {
     let env = TestEnv::new("db_down_start").await;
-    let port = port_outside_ephemeral_range();
+    let port = server_port();
     let pg_dir = env.log_dir.join(format!("{}-pg", env.name));
     let url = format!("postgres://orders_app:orders_app@127.0.0.1:{port}/orders");
     // `scripts/pg` makes `orders_owner` own the database: it migrates, `orders_app` runs.

@@ -16,10 +16,7 @@ struct TlsPostgres {
 
 impl TlsPostgres {
     fn start(dir: PathBuf) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = server_port();
         let status = Command::new(repo_root().join("scripts/pg"))
             .args([
                 "start",

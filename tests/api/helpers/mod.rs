@@ -50,6 +50,33 @@ fn unique(name: &str) -> String {
     format!("{name}_{}_{nanos:x}", std::process::id())
 }
 
+/// A free TCP port for a server a test starts itself (a PostgreSQL of its own), below the
+/// kernel's ephemeral range. A port from `bind(":0")` lies inside that range: a client
+/// retrying while that server is down can be given the same port as its source port and
+/// connect to itself (TCP simultaneous open), and then holds the port so the server cannot
+/// start there again. Ports are handed out from 30000 up to the range's start, each once
+/// per test binary, after a check that nothing listens there.
+pub fn server_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (30000u16, ephemeral_low.clamp(30001, 32768));
+    let span = u32::from(high - low);
+    // Test binaries running at once start at different offsets.
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = low + u16::try_from(offset).expect("offset < span <= u16::MAX");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
+}
+
 /// Tests that stop or kill the shared PostgreSQL or Kafka hold this for writing; the others
 /// hold it for reading, so they never run while a server is down on purpose.
 static INFRA: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
