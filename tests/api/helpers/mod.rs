@@ -59,11 +59,7 @@ fn unique(name: &str) -> String {
 pub fn server_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (30000u16, ephemeral_low.clamp(30001, 32768));
+    let (low, high) = (30000u16, ephemeral_low().clamp(30001, 32768));
     let span = u32::from(high - low);
     // Test binaries running at once start at different offsets.
     let start = std::process::id() % span;
@@ -75,6 +71,32 @@ pub fn server_port() -> u16 {
         }
     }
     panic!("no free port in {low}..{high}");
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default: 32768).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+}
+
+#[test]
+fn server_ports_lie_below_the_ephemeral_range_and_are_not_handed_out_twice() {
+    let ports: Vec<u16> = (0..20).map(|_| server_port()).collect();
+    for port in &ports {
+        assert!(
+            (30000..ephemeral_low()).contains(port),
+            "{port} is outside 30000..{}",
+            ephemeral_low()
+        );
+    }
+    let distinct: std::collections::HashSet<_> = ports.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        ports.len(),
+        "a port handed out twice: {ports:?}"
+    );
 }
 
 /// Tests that stop or kill the shared PostgreSQL or Kafka hold this for writing; the others
