@@ -476,27 +476,6 @@ impl Drop for TestEnv {
     }
 }
 
-/// A TCP port on loopback that nothing listens on now and that the kernel never hands out
-/// as an ephemeral source port (it lies below `ip_local_port_range`), for a server a test
-/// starts later: a port from `bind(0)` could meanwhile become the source port of any
-/// outgoing connection.
-pub fn port_outside_ephemeral_range() -> u16 {
-    use rand::Rng;
-    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768);
-    let floor = 20_000.min(low / 2);
-    let mut rng = rand::rng();
-    for _ in 0..1_000 {
-        let port = rng.random_range(floor..low);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {floor}..{low}");
-}
-
 /// Polls `check` until it returns true or `timeout` passes; returns whether it did.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
