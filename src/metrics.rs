@@ -125,6 +125,7 @@ metrics! {
     cache_misses: IntCounter = ("orders_cache_misses_total", "Order lookups that went to the database.", ()),
     cache_evictions: IntCounter = ("orders_cache_evictions_total", "Entries evicted to stay under CACHE_MAX_BYTES.", ()),
     cache_db_reads: IntCounter = ("orders_cache_db_reads_total", "Database reads for cache misses; concurrent misses for one order share one read.", ()),
+    cache_misses_shed: IntCounter = ("orders_cache_misses_shed_total", "Lookups answered 503 busy because MAX_MISSES_IN_FLIGHT ids were being read from the database already.", ()),
     cache_absent_hits: IntCounter = ("orders_cache_absent_hits_total", "Lookups of an id that was just found absent, answered 404 without a database read.", ()),
     cache_lookup_batches: IntCounter = ("orders_cache_lookup_batches_total", "Messages carrying order lookups from the HTTP workers to the CacheActor.", ()),
     cache_entries: IntGauge = ("orders_cache_entries", "Orders currently cached.", ()),

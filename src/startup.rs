@@ -72,6 +72,7 @@ impl Application {
         let (cache, hosted_cache) = HostedCache::new(CacheActor::new(
             config.cache_max_bytes,
             config.cache_compression,
+            config.max_misses_in_flight,
             db_reader.clone().recipient(),
         ));
         let reader_slot = Arc::new(OnceLock::new());

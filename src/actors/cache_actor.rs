@@ -88,6 +88,9 @@ pub enum Lookup {
     NotFound,
     /// The database cannot answer (the cause is logged, not returned).
     Unavailable,
+    /// Too many misses are being read already (`MAX_MISSES_IN_FLIGHT`): shed, not queued,
+    /// so a flood of unknown ids cannot grow a queue in front of the database.
+    Busy,
 }
 
 /// Writer → cache: an order just committed, packed by the sender
@@ -140,6 +143,8 @@ const ABSENT_MAX: usize = 100_000;
 pub struct Misses {
     loading: HashMap<String, Loading>,
     absent: Cache<String, Instant>,
+    /// Most ids read at once; a miss beyond it is shed (`MAX_MISSES_IN_FLIGHT`).
+    max_loading: usize,
 }
 
 #[derive(Default)]
@@ -158,18 +163,19 @@ pub enum MissPlan {
     Join(oneshot::Receiver<Lookup>),
     /// Read it; the answer comes on this channel once [`Misses::finish`] is called.
     Load(oneshot::Receiver<Lookup>),
-}
-
-impl Default for Misses {
-    fn default() -> Self {
-        Self {
-            loading: HashMap::new(),
-            absent: Cache::new(ABSENT_MAX),
-        }
-    }
+    /// As many ids as allowed are being read: answer busy at once.
+    Shed,
 }
 
 impl Misses {
+    pub fn new(max_loading: usize) -> Self {
+        Self {
+            loading: HashMap::new(),
+            absent: Cache::new(ABSENT_MAX),
+            max_loading,
+        }
+    }
+
     pub fn plan(&mut self, uid: &str, now: Instant) -> MissPlan {
         if let Some(&since) = self.absent.get(uid) {
             if now.duration_since(since) < ABSENT_FOR {
@@ -177,12 +183,14 @@ impl Misses {
             }
             self.absent.remove(uid);
         }
+        let full = self.loading.len() >= self.max_loading;
         let (tx, rx) = oneshot::channel();
         match self.loading.get_mut(uid) {
             Some(loading) => {
                 loading.waiters.push(tx);
                 MissPlan::Join(rx)
             }
+            None if full => MissPlan::Shed,
             None => {
                 let mut loading = Loading::default();
                 loading.waiters.push(tx);
@@ -229,6 +237,7 @@ impl CacheActor {
     pub fn new(
         max_bytes: u64,
         compression: CacheCompression,
+        max_misses_in_flight: usize,
         loader: Recipient<LoadOrder>,
     ) -> Self {
         let cache = (max_bytes > 0).then(|| {
@@ -244,7 +253,7 @@ impl CacheActor {
         Self {
             cache,
             loader,
-            misses: Misses::default(),
+            misses: Misses::new(max_misses_in_flight),
             compression,
         }
     }
@@ -261,6 +270,10 @@ impl CacheActor {
                 return Answer::Ready(Lookup::NotFound);
             }
             MissPlan::Join(rx) => return Answer::Loading(rx),
+            MissPlan::Shed => {
+                METRICS.cache_misses_shed.inc();
+                return Answer::Ready(Lookup::Busy);
+            }
             MissPlan::Load(rx) => rx,
         };
         METRICS.cache_db_reads.inc();
@@ -444,6 +457,7 @@ pub(crate) mod tests {
         CacheActor::new(
             max_bytes,
             CacheCompression::Off,
+            64,
             NoDatabase.start().recipient(),
         )
     }
@@ -478,6 +492,7 @@ pub(crate) mod tests {
         let actor = CacheActor::new(
             1 << 20,
             CacheCompression::Zstd,
+            64,
             EveryOrder.start().recipient(),
         );
         let client = crate::http::cache_client::tests::client(actor.start());
@@ -539,7 +554,7 @@ pub(crate) mod tests {
 
     #[test]
     fn concurrent_misses_for_one_id_share_one_read() {
-        let mut misses = Misses::default();
+        let mut misses = Misses::new(16);
         let now = Instant::now();
         let MissPlan::Load(mut first) = misses.plan("a", now) else {
             panic!("the first miss reads");
@@ -562,7 +577,7 @@ pub(crate) mod tests {
 
     #[test]
     fn an_absent_id_is_remembered_briefly_and_forgotten_when_written() {
-        let mut misses = Misses::default();
+        let mut misses = Misses::new(16);
         let now = Instant::now();
         assert!(matches!(misses.plan("x", now), MissPlan::Load(_)));
         misses.finish("x", Lookup::NotFound, now);
@@ -584,7 +599,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_not_found_that_raced_a_write_is_not_remembered() {
-        let mut misses = Misses::default();
+        let mut misses = Misses::new(16);
         let now = Instant::now();
         assert!(matches!(misses.plan("y", now), MissPlan::Load(_)));
         misses.written("y");
@@ -593,8 +608,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn misses_beyond_the_bound_are_shed_and_joining_one_in_progress_is_not() {
+        let mut misses = Misses::new(2);
+        let now = Instant::now();
+        assert!(matches!(misses.plan("a", now), MissPlan::Load(_)));
+        assert!(matches!(misses.plan("b", now), MissPlan::Load(_)));
+        assert!(matches!(misses.plan("c", now), MissPlan::Shed));
+        // A read already in progress costs nothing more to join.
+        assert!(matches!(misses.plan("a", now), MissPlan::Join(_)));
+        misses.finish("a", Lookup::Miss(json()), now);
+        assert!(
+            matches!(misses.plan("c", now), MissPlan::Load(_)),
+            "room again"
+        );
+    }
+
+    #[test]
     fn failures_are_not_remembered() {
-        let mut misses = Misses::default();
+        let mut misses = Misses::new(16);
         let now = Instant::now();
         assert!(matches!(misses.plan("z", now), MissPlan::Load(_)));
         misses.finish("z", Lookup::Unavailable, now);

@@ -56,6 +56,9 @@ pub struct Config {
     /// it sleeps at once); see `http::idle_poll`.
     pub http_idle_poll: Duration,
     pub cache_max_bytes: u64,
+    /// `MAX_MISSES_IN_FLIGHT`: most order ids read from the database at once for cache
+    /// misses; a miss beyond it is answered 503 `busy` at once.
+    pub max_misses_in_flight: usize,
     /// `CACHE_COMPRESSION`: orders kept as JSON (`off`) or zstd-compressed.
     pub cache_compression: crate::cache_entry::CacheCompression,
     /// Longest the ordered stop may take before the process exits anyway.
@@ -246,6 +249,7 @@ impl Config {
                 0..=100_000,
             )?),
             cache_max_bytes: vars.number("CACHE_MAX_BYTES", 512 << 20, 0..=u64::MAX)?,
+            max_misses_in_flight: vars.number("MAX_MISSES_IN_FLIGHT", 64, 1..=100_000)?,
             cache_compression: vars.one_of(
                 "CACHE_COMPRESSION",
                 "off",

@@ -20,6 +20,9 @@ pub enum ApiError {
     /// The database cannot answer right now; cached orders are still served.
     #[error("{0}")]
     Unavailable(String),
+    /// Too much read work is in progress already: try again shortly (`Retry-After: 1`).
+    #[error("{0}")]
+    Busy(String),
     /// The request clashes with work in progress (a second replay while one runs).
     #[error("{0}")]
     Conflict(String),
@@ -43,6 +46,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Busy(_) => "busy",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Internal(_) => "internal",
@@ -55,7 +59,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidId(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,7 +68,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let detail = self.to_string();
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Busy(_)) {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        response.json(ErrorBody {
             error: self.code(),
             detail: &detail,
         })

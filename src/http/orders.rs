@@ -17,6 +17,8 @@ const DEFAULT_LIMIT: i64 = 20;
 const UNAVAILABLE: &str =
     "the order cannot be read right now (the database is unavailable); try again later";
 const MAX_LIMIT: i64 = 1000;
+/// A miss shed because too many are being read (`MAX_MISSES_IN_FLIGHT`).
+const BUSY: &str = "too many orders are being read from the database right now; try again shortly";
 
 /// `GET /order/{order_uid}`: the order exactly as produced; `X-Cache: hit|miss`.
 pub async fn get_order(
@@ -35,6 +37,7 @@ pub async fn get_order(
         Lookup::Miss(json) => (json, "miss"),
         Lookup::NotFound => return Err(ApiError::NotFound(format!("no order with id {uid}"))),
         Lookup::Unavailable => return Err(ApiError::Unavailable(UNAVAILABLE.into())),
+        Lookup::Busy => return Err(ApiError::Busy(BUSY.into())),
     };
     // Decompressed here, on this worker, when CACHE_COMPRESSION=zstd (else as it is).
     let json = cache_entry::unpack(entry).map_err(|e| {

@@ -19,6 +19,7 @@ mod logs;
 mod memory;
 mod monitoring;
 mod operate;
+mod overload;
 mod read_api;
 mod rebalance;
 mod replay;
