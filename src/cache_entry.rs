@@ -2,7 +2,7 @@
 //! (`CACHE_COMPRESSION=zstd`). Compression trades CPU — a decompression per hit on the HTTP
 //! worker, a compression per entry wherever it is made (writers, warm-up readers, the
 //! CacheActor for misses, the admin worker for replays) — for entries about half the size,
-//! so the same `CACHE_MAX_BYTES` holds more orders (figures in the README's benchmarks).
+//! so the same `CACHE_MAX_BYTES` holds more orders (figures in docs/benchmarks.md, Warm-up and memory).
 //!
 //! An entry says what it is: a zstd frame starts with the magic number `28 B5 2F FD`, and
 //! JSON text starts with `{` (or whitespace), so reading an entry needs no setting.

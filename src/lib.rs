@@ -30,7 +30,7 @@
 //! - [`http`]: the public listener (page, orders, probes) and the admin listener (bearer token,
 //!   metrics, stats, dead letters, replay, the operator's page); request ids and the access
 //!   log; every error a JSON body.
-//! - [`replay`]: dead letters through today's validation and write path, outcomes recorded.
+//! - [`replay`]: dead letters through the current validation and write path, outcomes recorded.
 //! - [`logging`]: `LOG_FORMAT` (text, json) and the log budgets.
 //! - [`health`]: component states shared by actors and `/health`.
 //! - [`metrics`]: every Prometheus metric, declared once with its help text.

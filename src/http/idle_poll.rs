@@ -6,10 +6,10 @@
 //! lone client pays that on every request, whatever the service does (one `epoll_wait`, one
 //! `recvfrom`, one `sendto` per request, measured with strace). A worker that is still
 //! polling sees the next request at once: `GET /health/live` on one connection went from
-//! ~75 to ~38 µs, a cache hit from ~85 to ~50 µs (the README's Benchmarks).
+//! ~75 to ~38 µs, a cache hit from ~85 to ~50 µs (docs/benchmarks.md, Reads).
 //!
 //! The poll is bounded: it lasts for the window after the worker's last answer, so an idle
-//! service sleeps as before and a busy one has no gaps to fill; it only costs CPU when
+//! service sleeps as it would without polling, and a busy one has no gaps to fill; it only costs CPU when
 //! requests come closer together than the window. The same trade as Seastar's
 //! `--idle-poll-time-us` (Redpanda, ScyllaDB) or `SO_BUSY_POLL`, in user space, per worker.
 //!

@@ -296,7 +296,7 @@ pub fn consumer(
         .set("queued.max.messages.kbytes", "65536")
         // A fetch returns once 64 KiB are there or 100 ms have passed, instead of at the
         // first byte: under a steady stream the broker answers tens of fetches a second
-        // instead of hundreds (README, Benchmarks → Recovery: its CPU from a restart to
+        // instead of hundreds (docs/benchmarks.md, Recovery: its CPU from a restart to
         // readiness fell to about half), at the cost of up to 100 ms more latency when the
         // stream is thin.
         // `KAFKA_OPTION_FETCH_MIN_BYTES=1` restores the first-byte answer.

@@ -3,7 +3,8 @@
 //! the service's peak RSS above its idle RSS must stay within `MAX_IN_FLIGHT_BYTES` (which
 //! counts what each message holds: raw, parsed, JSON) plus 32 MiB of slack (allocator,
 //! librdkafka's buffers: its fetch queue is emptied when the partitions pause). Counting
-//! payload bytes only, as before, the growth is about three times the bound and this fails.
+//! payload bytes only (the bug this catches), the growth is about three times the bound and
+//! this fails.
 //! Prints the figures. Then the lock is released and every order is stored.
 
 use std::time::{Duration, Instant};
