@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use client_properties::ClientProperties;
@@ -46,10 +47,14 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
     pub http_addr: String,
-    /// The admin listener: `/metrics`, `/stats`, `/dead-letters`.
+    /// The admin listener: `/metrics`, `/stats`, `/dead-letters`, `/orders`, the operator's
+    /// page. Off loopback it needs `admin_token`.
     pub admin_addr: String,
     /// When set, every admin request needs `Authorization: Bearer <token>`.
     pub admin_token: Option<AdminToken>,
+    /// `PUBLIC_ORDER_LIST`: `GET /orders` on the public listener too, for a demo (every
+    /// listed id opens its order there).
+    pub public_order_list: bool,
     /// actix-web worker threads (0 = one per CPU).
     pub http_workers: usize,
     /// `HTTP_IDLE_POLL_US`: how long a public worker keeps polling after an answer (zero:
@@ -96,14 +101,20 @@ pub struct KafkaConfig {
     pub client: ClientProperties,
 }
 
-/// The admin bearer token; `Debug` never shows it.
+/// The admin bearer token, kept only as its SHA-256 digest; `Debug` never shows it.
 #[derive(Clone)]
-pub struct AdminToken(String);
+pub struct AdminToken([u8; 32]);
 
 impl AdminToken {
-    /// Whether `presented` is the token, in time independent of where they differ.
+    fn new(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether `presented` is the token. Their digests are compared, in constant time: how
+    /// long it takes depends neither on where they differ nor on the token's length.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        constant_time_eq::constant_time_eq(self.0.as_bytes(), presented)
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        constant_time_eq::constant_time_eq_32(&self.0, &presented)
     }
 }
 
@@ -115,6 +126,10 @@ impl fmt::Debug for AdminToken {
 
 /// Shortest `ADMIN_TOKEN` accepted: guessing must not be an option.
 const MIN_TOKEN_LEN: usize = 16;
+
+/// What the placeholder tokens of examples contain (compared case-insensitively): a token
+/// that every reader of the example knows guards nothing.
+const PLACEHOLDER_MARKS: [&str; 3] = ["change-me", "changeme", "change_me"];
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -175,7 +190,16 @@ impl Config {
                         ),
                     });
                 }
-                Some(AdminToken(token.trim().to_string()))
+                let lower = token.to_ascii_lowercase();
+                if PLACEHOLDER_MARKS.iter().any(|mark| lower.contains(mark)) {
+                    return Err(ConfigError::Invalid {
+                        name: "ADMIN_TOKEN",
+                        value: "***".into(),
+                        reason: "is the placeholder of an example: generate one (e.g. `openssl rand -hex 32`)"
+                            .into(),
+                    });
+                }
+                Some(AdminToken::new(token.trim()))
             }
             _ => None,
         };
@@ -242,6 +266,7 @@ impl Config {
             http_addr: vars.non_empty("HTTP_ADDR", "0.0.0.0:8081")?,
             admin_addr: vars.non_empty("ADMIN_ADDR", "127.0.0.1:9081")?,
             admin_token,
+            public_order_list: vars.flag("PUBLIC_ORDER_LIST", false)?,
             http_workers: vars.number("HTTP_WORKERS", 0, 0..=256)?,
             http_idle_poll: Duration::from_micros(vars.number(
                 "HTTP_IDLE_POLL_US",
@@ -312,6 +337,20 @@ impl Config {
                 reason:
                     "must differ from HTTP_ADDR: the admin endpoints have a listener of their own"
                         .into(),
+            });
+        }
+        // Like Redis's protected mode, without an opt-out: dead letters are personal data.
+        let admin_ip = config
+            .admin_addr
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip());
+        if config.admin_token.is_none() && admin_ip.is_ok_and(|ip| !ip.to_canonical().is_loopback())
+        {
+            return Err(ConfigError::Invalid {
+                name: "ADMIN_ADDR",
+                value: config.admin_addr,
+                reason: "is reachable from other hosts and ADMIN_TOKEN is not set: anyone who reaches it would read and replay dead letters (personal data); set ADMIN_TOKEN (16+ characters, e.g. `openssl rand -hex 32`) or bind ADMIN_ADDR to loopback (127.0.0.1:9081)"
+                    .into(),
             });
         }
         if config.cache_max_bytes == 0 {
@@ -590,6 +629,70 @@ mod tests {
         assert!(!token.matches(b"0123456789abcde"));
         assert!(!token.matches(b"0123456789abcdefg"));
         assert!(!token.matches(b""));
+    }
+
+    #[test]
+    fn the_admin_token_is_kept_and_compared_as_its_digest() {
+        let c = load(&[DB, ("ADMIN_TOKEN", "0123456789abcdef")]).expect("valid");
+        let token = c.admin_token.expect("set");
+        // Equal-length digests: the comparison cannot stop early on a shorter guess.
+        assert_eq!(
+            token.0,
+            <[u8; 32]>::from(Sha256::digest(b"0123456789abcdef"))
+        );
+    }
+
+    #[test]
+    fn an_admin_listener_off_loopback_without_a_token_is_refused_naming_both_settings() {
+        for addr in ["0.0.0.0:9081", "[::]:9081", "192.168.1.10:9081"] {
+            let err = load(&[DB, ("ADMIN_ADDR", addr)])
+                .expect_err(addr)
+                .to_string();
+            assert!(err.starts_with("ADMIN_ADDR="), "{err}");
+            assert!(err.contains("ADMIN_TOKEN is not set"), "{err}");
+            let with_token = load(&[
+                DB,
+                ("ADMIN_ADDR", addr),
+                ("ADMIN_TOKEN", "0123456789abcdef"),
+            ]);
+            assert!(with_token.is_ok(), "{addr} with a token");
+        }
+        for addr in [
+            "127.0.0.1:9081",
+            "127.0.0.2:0",
+            "[::1]:9081",
+            "[::ffff:127.0.0.1]:9081",
+        ] {
+            assert!(
+                load(&[DB, ("ADMIN_ADDR", addr)]).is_ok(),
+                "{addr} is loopback"
+            );
+        }
+    }
+
+    #[test]
+    fn a_placeholder_admin_token_is_refused_without_showing_it() {
+        for token in [
+            "orders-admin-token-change-me",
+            "CHANGEME-0123456789abcdef",
+            "please_Change_Me_0123456789",
+        ] {
+            let err = load(&[DB, ("ADMIN_TOKEN", token)])
+                .expect_err(token)
+                .to_string();
+            assert!(err.starts_with("ADMIN_TOKEN="), "{err}");
+            assert!(err.contains("placeholder"), "{err}");
+            assert!(!err.contains(token), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_public_order_list_is_off_unless_turned_on_and_a_bad_value_names_it() {
+        assert!(!load(&[DB]).expect("valid").public_order_list);
+        let on = load(&[DB, ("PUBLIC_ORDER_LIST", "true")]).expect("valid");
+        assert!(on.public_order_list);
+        let err = load(&[DB, ("PUBLIC_ORDER_LIST", "public")]).expect_err("invalid");
+        assert!(err.to_string().starts_with("PUBLIC_ORDER_LIST="), "{err}");
     }
 
     #[test]
