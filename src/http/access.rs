@@ -1,5 +1,5 @@
-//! Request ids and the access log, outermost on both listeners (so a 401, a 404 or a 405 is
-//! logged and carries an id too).
+//! Request ids and the access log, outermost on both listeners (so a 401, a 421, a 404 or a
+//! 405 is logged, with the client's address, and carries an id too).
 //!
 //! `X-Request-Id`: a client's id is kept when it is 1–128 characters of `A-Z a-z 0-9 . _ -`
 //! (anything else could forge log lines), otherwise one is made; either way it is returned.
@@ -42,10 +42,10 @@ pub async fn request_id_and_access_log(
     let log = req.app_data::<web::Data<AccessLog>>().is_some_and(|a| a.0)
         && log::log_enabled!(target: "orders_service::access", log::Level::Info);
     // Only what the access line needs, and only when it is written.
-    let logged = log.then(|| (req.method().clone(), Instant::now()));
+    let logged = log.then(|| (req.method().clone(), req.peer_addr(), Instant::now()));
     let mut res = next.call(req).await?;
     res.headers_mut().insert(REQUEST_ID, id.clone());
-    if let Some((method, started)) = logged {
+    if let Some((method, client, started)) = logged {
         let route = res
             .request()
             .match_pattern()
@@ -53,11 +53,12 @@ pub async fn request_id_and_access_log(
         let status = res.status().as_u16();
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let id = id.to_str().unwrap_or_default();
+        let client = client.map_or_else(|| "-".to_string(), |a| a.ip().to_string());
         log::info!(
             target: "orders_service::access",
-            method = method.as_str(), route = route.as_str(), status = status,
-            duration_ms = ms, request_id = id;
-            "{method} {route} {status} {ms:.3} ms"
+            client = client.as_str(), method = method.as_str(), route = route.as_str(),
+            status = status, duration_ms = ms, request_id = id;
+            "{client} {method} {route} {status} {ms:.3} ms"
         );
     }
     Ok(res)

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
-use super::orders::{next_before, parse_cursor, parse_limit};
+use super::orders::{next_before, parse_cursor, parse_limit, personal_data};
 use crate::actors::cache_actor::Put;
 use crate::actors::db_reader::{DeadLetterPage, ReplayLetters};
 use crate::db::dead_letters::LetterFilter;
@@ -65,7 +65,7 @@ pub async fn list(
         })
         .await??;
     let next = next_before(letters.iter().map(|l| l.id), letters.len(), limit);
-    Ok(HttpResponse::Ok().json(serde_json::json!({
+    Ok(personal_data().json(serde_json::json!({
         "dead_letters": letters,
         "next_before": next,
     })))
@@ -139,7 +139,7 @@ pub async fn replay(
             json: state.cache_compression.pack(json),
         });
     }
-    Ok(HttpResponse::Ok().json(&summary))
+    Ok(personal_data().json(&summary))
 }
 
 #[cfg(test)]

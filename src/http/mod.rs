@@ -8,6 +8,7 @@ mod error;
 mod idle_poll;
 mod ops;
 mod orders;
+mod pages;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 pub use error::ApiError;
 
 use self::admin::AdminAuth;
-
 use self::cache_client::CacheClient;
 
 use crate::actors::cache_actor::{CacheActor, HostedCache};
@@ -65,9 +65,10 @@ pub fn http_metrics() -> anyhow::Result<PrometheusMetrics> {
 }
 
 /// An `App` with what both listeners share: state, JSON errors everywhere, request metrics,
-/// standard methods only, security headers, request ids and the access log.
+/// the admin listener's `$guard` (who may ask), standard methods only, security headers,
+/// request ids and the access log.
 macro_rules! app_with_defaults {
-    ($state:expr, $prometheus:expr) => {
+    ($state:expr, $prometheus:expr $(, $guard:expr)?) => {
         App::new()
             .app_data($state.clone())
             .app_data(web::Data::new(access::AccessLog($state.access_log)))
@@ -80,6 +81,8 @@ macro_rules! app_with_defaults {
             )
             .wrap(ErrorHandlers::new().default_handler(json_error))
             .wrap($prometheus.clone())
+            // Outside the metrics middleware: a refused request costs no series.
+            $(.wrap($guard))?
             // Outside the metrics middleware: a client inventing methods cannot mint series.
             .wrap(from_fn(standard_methods_only))
             .wrap(
@@ -114,17 +117,18 @@ macro_rules! get_or_head {
     };
 }
 
-/// The public listener (`HTTP_ADDR`): the page, single orders, the recent list the page
-/// shows, probes. Nothing of the admin listener answers here.
+/// The public listener (`HTTP_ADDR`): the page, single orders, probes; the recent-orders
+/// list only with `PUBLIC_ORDER_LIST` (ids are the only key to an order). Nothing of the
+/// admin listener answers here.
 pub fn public_server(
     listener: TcpListener,
     state: web::Data<AppState>,
     prometheus: PrometheusMetrics,
-    workers: usize,
-    idle_poll: Duration,
+    options: PublicOptions,
     cache: HostedCache,
 ) -> anyhow::Result<Server> {
     let cache = Arc::new(cache);
+    let index = web::Data::new(pages::PublicIndex::new(options.order_list));
     let server = HttpServer::new(move || {
         if cache.start_here() {
             log::debug!(
@@ -132,7 +136,7 @@ pub fn public_server(
                 std::thread::current().name()
             );
         }
-        let poll = idle_poll::IdlePoll::start(idle_poll);
+        let poll = idle_poll::IdlePoll::start(options.idle_poll);
         app_with_defaults!(state, prometheus)
             // Outermost: the window starts once the whole answer is built.
             .wrap_fn(move |req, srv| {
@@ -144,28 +148,50 @@ pub fn public_server(
                     res
                 }
             })
-            // Built here, so one per worker: see `cache_client`.
-            .app_data(web::Data::new(CacheClient::new(cache_client::Peers {
-                cache: state.cache.clone(),
-                loader: state.db.clone().recipient(),
-                health: state.health.clone(),
-            })))
+            .app_data(cache_client(&state))
+            .app_data(index.clone())
             // Resources answer 405 (not 404) for a method they do not serve.
             .service(web::resource("/order/{order_uid}").get(orders::get_order))
-            .service(web::resource("/orders").get(orders::recent_orders))
+            .configure(|cfg| {
+                if options.order_list {
+                    cfg.service(web::resource("/orders").get(orders::recent_orders));
+                }
+            })
             .service(get_or_head!(["/health", "/health/ready"], ops::ready))
             .service(get_or_head!("/health/live", ops::live))
             .service(web::resource("/openapi.json").get(openapi))
             .service(web::resource(["/", "/index.html"]).get(page))
-            .service(web::resource("/{asset}").get(asset))
+            .configure(|cfg| pages::serve(cfg, pages::public_files()))
             .default_service(web::to(not_found))
     })
-    .workers(workers);
+    .workers(options.workers);
     Ok(with_limits!(server).listen(listener)?.run())
 }
 
-/// The admin listener (`ADMIN_ADDR`, loopback by default): metrics, statistics, dead letters,
-/// probes; with `ADMIN_TOKEN` set, every request needs it as a bearer token.
+/// How the public listener runs.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicOptions {
+    /// Worker threads.
+    pub workers: usize,
+    /// `HTTP_IDLE_POLL_US` (see `idle_poll`).
+    pub idle_poll: Duration,
+    /// `PUBLIC_ORDER_LIST`: serve `GET /orders` here too.
+    pub order_list: bool,
+}
+
+/// A worker's client of the CacheActor; built in the `HttpServer` factory, so one per
+/// worker: see `cache_client`.
+fn cache_client(state: &AppState) -> web::Data<CacheClient> {
+    web::Data::new(CacheClient::new(cache_client::Peers {
+        cache: state.cache.clone(),
+        loader: state.db.clone().recipient(),
+        health: state.health.clone(),
+    }))
+}
+
+/// The admin listener (`ADMIN_ADDR`, loopback unless `ADMIN_TOKEN` is set): the operator's
+/// page, metrics, statistics, the recent-orders list and single orders, dead letters and
+/// their replay, probes. See [`admin::guard`] for who may ask.
 pub fn admin_server(
     listener: TcpListener,
     state: web::Data<AppState>,
@@ -174,20 +200,13 @@ pub fn admin_server(
 ) -> anyhow::Result<Server> {
     let token = web::Data::new(AdminAuth(token));
     let server = HttpServer::new(move || {
-        app_with_defaults!(state, prometheus)
+        app_with_defaults!(state, prometheus, from_fn(admin::guard))
             .app_data(token.clone())
-            // Outermost but the headers: a request without the token costs no metrics series.
-            .wrap(from_fn(admin::require_token))
+            .app_data(cache_client(&state))
             .service(web::resource("/metrics").get(admin::metrics))
-            // The operator's page: its files carry no data and load without the token; the
-            // page then sends the token with every request.
-            .service(web::resource(["/", "/index.html"]).get(admin_page))
-            .service(web::resource("/admin.js").get(admin_asset))
-            .service(web::resource("/admin.css").get(admin_asset))
-            .service(web::resource("/favicon.svg").get(admin_asset))
-            .service(web::resource("/dom.js").get(admin_asset))
-            .service(web::resource("/base.css").get(admin_asset))
             .service(web::resource("/stats").get(ops::stats))
+            .service(web::resource("/orders").get(orders::recent_orders))
+            .service(web::resource("/order/{order_uid}").get(orders::get_order))
             .service(web::resource("/dead-letters").get(dead_letters::list))
             .service(
                 web::resource("/dead-letters/replay")
@@ -196,6 +215,7 @@ pub fn admin_server(
             )
             .service(get_or_head!(["/health", "/health/ready"], ops::ready))
             .service(get_or_head!("/health/live", ops::live))
+            .configure(|cfg| pages::serve(cfg, pages::admin_files()))
             .default_service(web::to(not_found))
     })
     .workers(1);
@@ -275,63 +295,11 @@ fn no_such_resource(req: &HttpRequest) -> ApiError {
     ApiError::NotFound(format!("no such resource: {path}"))
 }
 
-// The page is compiled into the binary: it works from any working directory, offline.
-const INDEX_HTML: &str = include_str!("../../static/index.html");
-const APP_JS: &str = include_str!("../../static/app.js");
-const STYLE_CSS: &str = include_str!("../../static/style.css");
-const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
-// Shared by both pages: the DOM helpers (text only, never HTML) and the base styles.
-const DOM_JS: &str = include_str!("../../static/dom.js");
-const BASE_CSS: &str = include_str!("../../static/base.css");
+async fn page(index: web::Data<pages::PublicIndex>) -> HttpResponse {
+    index.response()
+}
+
 const OPENAPI_JSON: &str = include_str!("openapi.json");
-
-const ADMIN_HTML: &str = include_str!("../../static/admin.html");
-const ADMIN_JS: &str = include_str!("../../static/admin.js");
-const ADMIN_CSS: &str = include_str!("../../static/admin.css");
-
-async fn admin_page() -> HttpResponse {
-    static_file("text/html; charset=utf-8", ADMIN_HTML)
-}
-
-async fn admin_asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    match req.path().trim_start_matches('/') {
-        "admin.js" => Ok(static_file(JS, ADMIN_JS)),
-        "admin.css" => Ok(static_file(CSS, ADMIN_CSS)),
-        name => shared_asset(name).ok_or_else(|| no_such_resource(&req)),
-    }
-}
-
-async fn page() -> HttpResponse {
-    static_file("text/html; charset=utf-8", INDEX_HTML)
-}
-
-async fn asset(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    match req.match_info().get("asset").unwrap_or_default() {
-        "app.js" => Ok(static_file(JS, APP_JS)),
-        "style.css" => Ok(static_file(CSS, STYLE_CSS)),
-        name => shared_asset(name).ok_or_else(|| no_such_resource(&req)),
-    }
-}
-
-const JS: &str = "text/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
-
-/// The files both pages load, served by both listeners.
-fn shared_asset(name: &str) -> Option<HttpResponse> {
-    match name {
-        "favicon.svg" => Some(static_file("image/svg+xml", FAVICON_SVG)),
-        "dom.js" => Some(static_file(JS, DOM_JS)),
-        "base.css" => Some(static_file(CSS, BASE_CSS)),
-        _ => None,
-    }
-}
-
-fn static_file(content_type: &'static str, body: &'static str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(body)
-}
 
 async fn openapi() -> HttpResponse {
     HttpResponse::Ok()

@@ -1,7 +1,8 @@
-//! `/order/{order_uid}` and `/orders` (public), and the paging shared with `/dead-letters`.
+//! `/order/{order_uid}` (both listeners), `/orders` (admin; public too with
+//! `PUBLIC_ORDER_LIST`), and the paging shared with `/dead-letters`.
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use serde::Deserialize;
 
 use super::AppState;
@@ -47,14 +48,21 @@ pub async fn get_order(
         ApiError::Internal(format!("the cached copy of order {uid} is damaged"))
     })?;
     // Static names and values: no parsing or allocation per response on the hottest path.
-    Ok(HttpResponse::Ok()
+    Ok(personal_data()
         .content_type(HeaderValue::from_static("application/json"))
         .insert_header((
             HeaderName::from_static("x-cache"),
             HeaderValue::from_static(cache),
         ))
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .body(json))
+}
+
+/// A `200` whose body carries personal data (an order, order ids, dead letters): no cache
+/// on the way, the browser's included, may keep a copy.
+pub fn personal_data() -> HttpResponseBuilder {
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    ok
 }
 
 /// `?limit=N&before=ID` of the lists: a page size and a keyset cursor.
@@ -123,5 +131,5 @@ pub async fn recent_orders(
     let before = query.before()?;
     let orders = state.db.send(RecentOrders { before, limit }).await??;
     let next = next_before(orders.iter().map(|o| o.id), orders.len(), limit);
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "orders": orders, "next_before": next })))
+    Ok(personal_data().json(serde_json::json!({ "orders": orders, "next_before": next })))
 }
