@@ -1,7 +1,10 @@
-//! The operator's boundary: what answers on which listener, the admin token, the probes, and
-//! the runtime database role that can read and insert but never rewrite history.
+//! The operator's boundary: what answers on which listener, the admin token, the admin
+//! listener that is never open by accident (refused off loopback without a token, loopback
+//! `Host` names only without one), answers with personal data that no cache keeps, the probes,
+//! and the runtime database role that can read and insert but never rewrite history.
 
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use diesel::sql_query;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -27,7 +30,7 @@ async fn admin_endpoints_answer_only_on_the_admin_listener_and_only_with_the_tok
     let service = Service::start(&env, &[("ADMIN_TOKEN", TOKEN)]);
     let client = http();
 
-    for path in ["/metrics", "/stats", "/dead-letters"] {
+    for path in ["/metrics", "/stats", "/dead-letters", "/orders"] {
         let public = client.get(service.url(path)).send().await.expect("public");
         assert_eq!(public.status(), StatusCode::NOT_FOUND, "public {path}");
 
@@ -85,14 +88,218 @@ async fn admin_endpoints_answer_only_on_the_admin_listener_and_only_with_the_tok
     assert!(
         metrics
             .lines()
-            .any(|l| l == "orders_admin_unauthorized_total 6"),
-        "six refused requests counted:\n{}",
+            .any(|l| l == "orders_admin_unauthorized_total 8"),
+        "eight refused requests counted:\n{}",
         metrics
             .lines()
             .filter(|l| l.contains("unauthorized"))
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+#[tokio::test]
+async fn a_refused_admin_request_carries_the_security_headers_and_is_logged_with_its_client() {
+    let env = TestEnv::new("refusedlog").await;
+    let service = Service::start(&env, &[("ADMIN_TOKEN", TOKEN), ("LOG_FORMAT", "json")]);
+    let refused = http()
+        .post(service.admin_url("/dead-letters/replay"))
+        .header("x-request-id", "refused-1")
+        .json(&serde_json::json!({"dry_run": true}))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let headers = refused.headers();
+    assert_eq!(headers["x-request-id"], "refused-1");
+    for name in [
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+    ] {
+        assert!(
+            headers.contains_key(name),
+            "the 401 lacks {name}: {headers:?}"
+        );
+    }
+    let logged = eventually(Duration::from_secs(10), || {
+        let log = service.log_text();
+        async move { log.contains("refused-1") }
+    })
+    .await;
+    assert!(logged, "no access line:\n{}", service.log_text());
+    let line: serde_json::Value = service
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["request_id"] == "refused-1")
+        .expect("access line");
+    assert_eq!(line["target"], "orders_service::access", "{line}");
+    assert_eq!(line["status"], 401, "{line}");
+    assert_eq!(line["client"], "127.0.0.1", "{line}");
+    assert_eq!(line["route"], "/dead-letters/replay", "{line}");
+}
+
+/// `GET`s `path` on the admin listener naming `host` in the `Host` header.
+async fn admin_get_as(service: &Service, host: &str, path: &str) -> reqwest::Response {
+    http()
+        .get(service.admin_url(path))
+        .header(reqwest::header::HOST, host)
+        .send()
+        .await
+        .expect("admin request")
+}
+
+#[tokio::test]
+async fn without_a_token_the_admin_listener_answers_only_requests_addressed_to_loopback() {
+    let env = TestEnv::new("rebind").await;
+    let service = Service::start(&env, &[]);
+    let port = service.admin.rsplit(':').next().expect("port").to_string();
+    for host in [
+        format!("localhost:{port}"),
+        "localhost".to_string(),
+        format!("127.0.0.1:{port}"),
+        format!("127.0.0.2:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let res = admin_get_as(&service, &host, "/dead-letters").await;
+        assert_eq!(res.status(), StatusCode::OK, "Host: {host}");
+    }
+    // What a DNS-rebinding page sends: its own name, resolved to 127.0.0.1.
+    for host in [
+        format!("rebind.example:{port}"),
+        "localhost.rebind.example".to_string(),
+        format!("127.0.0.1.rebind.example:{port}"),
+        format!("192.168.1.5:{port}"),
+    ] {
+        for path in ["/dead-letters", "/orders", "/", "/admin/main.js", "/stats"] {
+            let res = admin_get_as(&service, &host, path).await;
+            assert_eq!(
+                res.status(),
+                StatusCode::MISDIRECTED_REQUEST,
+                "Host: {host}, {path}"
+            );
+            assert!(res.headers().contains_key("x-request-id"));
+            assert!(res.headers().contains_key("content-security-policy"));
+            let body: serde_json::Value = res.json().await.expect("json");
+            assert_eq!(body["error"], "misdirected_request", "{body}");
+        }
+    }
+    let replay = http()
+        .post(service.admin_url("/dead-letters/replay"))
+        .header(reqwest::header::HOST, format!("rebind.example:{port}"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status(), StatusCode::MISDIRECTED_REQUEST);
+    // The public listener has no such rule: any name may reach the page and the orders.
+    let public = http()
+        .get(service.url("/health/ready"))
+        .header(reqwest::header::HOST, "orders.example")
+        .send()
+        .await
+        .expect("public");
+    assert_eq!(public.status(), StatusCode::OK);
+    assert!(
+        service.log_text().contains("is not a loopback name"),
+        "{}",
+        service.log_text()
+    );
+}
+
+/// Runs the service with `extra` on top of the test's environment, expecting it to refuse to
+/// start: returns its exit code and stderr (fails if it is still running after 20 s).
+fn refused_start(env: &TestEnv, extra: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orders-service"))
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .envs(env.service_env())
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "it started with {extra:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    (
+        status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn an_admin_listener_open_by_accident_or_guarded_by_a_placeholder_does_not_start() {
+    let env = TestEnv::new("protected").await;
+    let (code, stderr) = refused_start(&env, &[("ADMIN_ADDR", "0.0.0.0:0")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ADMIN_ADDR=") && stderr.contains("ADMIN_TOKEN is not set"),
+        "{stderr}"
+    );
+    for token in ["orders-admin-token-change-me", "ChangeMe-0123456789abcdef"] {
+        let (code, stderr) = refused_start(&env, &[("ADMIN_TOKEN", token)]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains("ADMIN_TOKEN=") && stderr.contains("placeholder"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(token), "the token is shown: {stderr}");
+    }
+    let (code, stderr) = refused_start(&env, &[("PUBLIC_ORDER_LIST", "sometimes")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("PUBLIC_ORDER_LIST="), "{stderr}");
+    // With a token the same address starts.
+    let service = Service::start(&env, &[("ADMIN_ADDR", "0.0.0.0:0"), ("ADMIN_TOKEN", TOKEN)]);
+    let res = admin_get(&service, "/stats", Some(TOKEN)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn answers_with_personal_data_are_kept_by_no_cache() {
+    let env = TestEnv::new("nostore").await;
+    let service = Service::start(&env, &[("ADMIN_TOKEN", TOKEN)]);
+    env.produce_orders(["nostore-1".to_string()]).await;
+    env.produce(&[("broken", b"{".to_vec())]).await;
+    assert!(wait_until_drained(&env, Duration::from_secs(30)).await);
+    let client = http();
+    let mut answers = vec![(
+        "public /order".to_string(),
+        client.get(service.url("/order/nostore-1")),
+    )];
+    for path in ["/orders", "/order/nostore-1", "/dead-letters"] {
+        answers.push((
+            format!("admin {path}"),
+            client.get(service.admin_url(path)).bearer_auth(TOKEN),
+        ));
+    }
+    answers.push((
+        "admin replay".to_string(),
+        client
+            .post(service.admin_url("/dead-letters/replay"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"dry_run": true})),
+    ));
+    for (what, request) in answers {
+        let res = request.send().await.expect("request");
+        assert_eq!(res.status(), StatusCode::OK, "{what}");
+        assert_eq!(res.headers()["cache-control"], "no-store", "{what}");
+    }
 }
 
 /// A database of its own, owned by `orders_owner` (as `scripts/pg` sets up `orders`), with

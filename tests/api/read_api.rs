@@ -224,6 +224,10 @@ async fn lists_health_stats_metrics_openapi_and_the_page() {
         spec["paths"]["/order/{order_uid}"]["get"].is_object(),
         "{spec}"
     );
+    assert_eq!(
+        spec["paths"]["/orders"]["servers"][0]["url"], "http://127.0.0.1:9081",
+        "the list is documented on the admin listener"
+    );
 
     let page = get(&service, "/").await;
     assert_eq!(page.status(), 200);
@@ -244,6 +248,60 @@ async fn lists_health_stats_metrics_openapi_and_the_page() {
     ] {
         assert_eq!(get(&service, asset).await.status(), 200, "{asset}");
     }
+}
+
+#[tokio::test]
+async fn the_public_listener_lists_orders_only_when_a_demo_turns_it_on() {
+    let env = TestEnv::new("publist").await;
+    let uids: Vec<String> = (0..3).map(|i| format!("publist_{i}")).collect();
+    let service = Service::start(&env, &[]);
+    produce_and_wait(&env, &service, &uids).await;
+
+    // By default the public listener hands out no ids: /orders is an unknown path there.
+    for path in ["/orders", "/orders?limit=1000"] {
+        let res = get(&service, path).await;
+        assert_eq!(res.status(), 404, "public {path}");
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(body["error"], "not_found", "{body}");
+    }
+    let page = get(&service, "/").await.text().await.expect("page");
+    assert!(page.contains(r#"<body data-order-list="off">"#), "{page}");
+    // The operator has it, and opens any order there too.
+    let (status, listed) = get_json(&service, "/orders").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["orders"].as_array().map(Vec::len), Some(3));
+    let public = get(&service, "/order/publist_1")
+        .await
+        .bytes()
+        .await
+        .expect("body");
+    let admin = http()
+        .get(service.admin_url("/order/publist_1"))
+        .send()
+        .await
+        .expect("admin order");
+    assert_eq!(admin.status(), 200);
+    assert_eq!(
+        admin.bytes().await.expect("body"),
+        public,
+        "the same order on both"
+    );
+    assert!(!service.log_text().contains("PUBLIC_ORDER_LIST"));
+    drop(service);
+
+    // A demo turns it on, and is told what that exposes.
+    let service = Service::start(&env, &[("PUBLIC_ORDER_LIST", "true")]);
+    let res = get(&service, "/orders?limit=2").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["orders"].as_array().map(Vec::len), Some(2), "{body}");
+    let page = get(&service, "/").await.text().await.expect("page");
+    assert!(page.contains(r#"<body data-order-list="on">"#), "{page}");
+    let log = service.log_text();
+    assert!(
+        log.contains("PUBLIC_ORDER_LIST=true") && log.contains("for a demo only"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -7,13 +7,17 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Paths served by the admin listener only.
-const ADMIN_PATHS: &[&str] = &["/stats", "/metrics", "/dead-letters"];
+/// Paths served by the admin listener only (`/orders` also by the public one with
+/// `PUBLIC_ORDER_LIST`; ask `service.url` for that one).
+const ADMIN_PATHS: &[&str] = &["/stats", "/metrics", "/dead-letters", "/orders"];
 
 /// GETs `path` of the service (on the admin listener for the admin paths) and returns
 /// status and JSON body (`null` if not JSON).
 pub async fn get_json(service: &Service, path: &str) -> (u16, serde_json::Value) {
-    let admin = ADMIN_PATHS.iter().any(|p| path.starts_with(p));
+    let admin = ADMIN_PATHS.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['?', '/']))
+    });
     let url = if admin {
         service.admin_url(path)
     } else {
