@@ -7,8 +7,9 @@
 // MAX_PAYLOAD_BYTES high enough to store ADMIN_BIG_UID, and, in its database, dead letters
 // written by an earlier instance with a lower limit: several `malformed` ones (one of them
 // ADMIN_XSS_PAYLOAD, with the key ADMIN_XSS_KEY), one `schema`, one `invalid`, and the valid
-// order ADMIN_BIG_UID as `too_large`; none of them replayed yet. Replays change the
-// database: run it on a fresh one (scripts/browser-test does).
+// order ADMIN_BIG_UID as `too_large`; none of them replayed yet; and the stored orders
+// tests/fixtures/model.json and xss-order.json. Replays change the database: run it on a
+// fresh one (scripts/browser-test does).
 //
 // Env: ADMIN_URL (required, else the tests are skipped), ADMIN_TOKEN (required with it),
 //      ADMIN_BIG_UID, ADMIN_XSS_PAYLOAD, ADMIN_XSS_KEY, ADMIN_LETTERS (the number of dead
@@ -17,10 +18,11 @@
 //      READY_TIMEOUT_MS (default 30000).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
-  ALLOW_401, ARTIFACTS, TEST_TIMEOUT, assertNothingInjected, envUrl, fetchJson, openRecordedPage, pageFiles,
-  pollUntil, trapNativeDialogs, useBrowser,
+  ALLOW_401, ALLOW_404, ARTIFACTS, HERE, TEST_TIMEOUT, assertNothingInjected, envUrl, fetchJson, openRecordedPage,
+  pageFiles, pollUntil, trapNativeDialogs, useBrowser,
 } from './support.mjs';
 
 const ADMIN_URL = envUrl('ADMIN_URL');
@@ -33,6 +35,13 @@ const XSS_KEY = process.env.ADMIN_XSS_KEY || '<svg onload=window.__xss=3>';
 const LETTERS = Number(process.env.ADMIN_LETTERS || 8);
 const TOKEN_KEY = 'orders-admin-token';
 const COMPONENTS = ['status', 'database', 'kafka', 'topic', 'dlq', 'cache', 'ingest'];
+const readFixture = async (env, file) =>
+  JSON.parse(await fs.readFile(process.env[env] || path.join(HERE, '..', 'fixtures', file), 'utf8'));
+const model = await readFixture('MODEL_JSON', 'model.json');
+const xss = await readFixture('XSS_JSON', 'xss-order.json');
+/** The operator page's modules: one per panel and their helpers, and the shared DOM helpers. */
+const MODULES = ['/admin/api.js', '/admin/health.js', '/admin/letters.js', '/admin/live.js', '/admin/main.js',
+  '/admin/orders.js', '/admin/replay.js', '/admin/token.js', '/admin/ui.js', '/dom.js'];
 
 const skip = ADMIN_URL ? false : 'ADMIN_URL is not set (scripts/browser-test sets it)';
 const opts = (extra) => ({ timeout: TEST_TIMEOUT, skip, ...extra });
@@ -142,11 +151,11 @@ test('without the token every data area shows the 401 message; a wrong token is 
   await page.goto('/');
   // The page's own files load without the token, the CSS and the scripts with them.
   assert.deepEqual(await pageFiles(page), {
-    scripts: ['dom.js', 'admin.js'], styles: ['/base.css', '/admin.css'], shared: true,
-  }, 'the shared files load before the page\'s own, without the token');
+    scripts: ['admin/main.js (module)'], fetched: MODULES, styles: ['/base.css', '/admin.css'],
+  }, 'one entry module, importing the others, all loaded without the token');
   assert.equal(await page.locator('.site-header').evaluate((el) => getComputedStyle(el).backgroundColor),
     'rgb(29, 35, 48)', 'base.css and admin.css applied: the dark header of the operator page');
-  for (const area of ['#health-state', '#live-state', '#letters-state']) {
+  for (const area of ['#health-state', '#live-state', '#orders-state', '#letters-state']) {
     await page.locator(`${area}[data-state="unauthorized"]`).waitFor();
     const msg = await text(page.locator(area));
     assert.match(msg, /401/, `${area}: ${msg}`);
@@ -158,14 +167,15 @@ test('without the token every data area shows the 401 message; a wrong token is 
   assert.equal(await activeId(page), 'token', 'focus moves to the token field');
   assert.equal(await page.locator('#health-list li').count(), 0, 'no health data');
   assert.equal(await page.locator('#letters-body tr').count(), 0, 'no letters');
+  assert.equal(await page.locator('#orders-body tr').count(), 0, 'no orders');
   assert.match(await text(page.locator('#status')), /401/);
   assert.equal(await page.locator('#status').getAttribute('aria-live'), 'polite');
   await page.screenshot({ path: path.join(ARTIFACTS, 'admin-unauthorized.png'), fullPage: true });
 
-  // Polling stops while the token is missing: no flood of 401s. The first 401 marks all three
-  // areas, so first wait for the answers to all three requests of the start.
-  await pollUntil('the 401s of health, stats and dead letters',
-    () => rec.unauthorized >= 3 || `${rec.unauthorized} so far`);
+  // Polling stops while the token is missing: no flood of 401s. The first 401 marks every
+  // area, so first wait for the answers to all four requests of the start.
+  await pollUntil('the 401s of health, stats, orders and dead letters',
+    () => rec.unauthorized >= 4 || `${rec.unauthorized} so far`);
   const refused = rec.unauthorized;
   await page.waitForTimeout(2500);
   assert.equal(rec.unauthorized, refused, 'no more requests after the 401s');
@@ -190,11 +200,18 @@ test('without the token every data area shows the 401 message; a wrong token is 
   await waitHealth(page);
   assert.equal(rec.unauthorized, before401, 'no 401 after a reload');
 
-  // "Forget" drops it, and the page asks again.
+  // "Forget" drops it, and the page asks again; an open order goes too.
+  await page.locator('#orders-body tr[data-uid]').first().waitFor();
+  await page.locator('#o-uid').fill(model.order_uid);
+  await page.locator('#o-open').click();
+  await page.locator('#order-uid', { hasText: model.order_uid }).waitFor();
   await page.locator('#token-forget').click();
   await page.locator('#letters-state[data-state="unauthorized"]').waitFor();
   assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), TOKEN_KEY), null);
   assert.equal(await page.locator('#letters-body tr').count(), 0, 'letters removed from the screen');
+  assert.equal(await page.locator('#orders-body tr').count(), 0, 'orders removed from the screen');
+  assert.equal(await page.locator('#order').isVisible(), false, 'the open order is closed');
+  assert.equal(await page.locator('#order-json').textContent(), '', 'and its data removed');
   rec.assertClean();
 });
 
@@ -387,6 +404,119 @@ test('dead letters: filter by reason and order uid, page with "Older" / "Newer" 
   rec.assertClean();
 });
 
+async function orderRows(page) {
+  return page.locator('#orders-body tr[data-uid]').evaluateAll((rows) => rows.map((r) => r.dataset.uid));
+}
+
+/** Wait until the orders list shows exactly `uids`. */
+async function waitOrderRows(page, uids) {
+  await page.waitForFunction(
+    (want) => JSON.stringify([...document.querySelectorAll('#orders-body tr[data-uid]')]
+      .map((r) => r.dataset.uid)) === JSON.stringify(want),
+    uids,
+  );
+}
+
+test('orders: the newest first, paged like the dead letters; an order opens from the list or by its id', opts(), async (t) => {
+  const { page, rec } = await openPage(t, { token: true, allowConsole: [ALLOW_404] });
+  const orderRequests = [];
+  page.on('request', (req) => {
+    if (new URL(req.url()).pathname.startsWith('/order/')) orderRequests.push(new URL(req.url()).pathname);
+  });
+  const api = await adminJson('/orders?limit=1000');
+  assert.equal(api.status, 200);
+  assert.equal(api.headers.get('cache-control'), 'no-store');
+  const all = api.body.orders.map((o) => o.order_uid);
+  assert.ok(all.includes(model.order_uid) && all.includes(xss.order_uid), JSON.stringify(all));
+
+  await page.goto('/?limit=1'); // the page size comes from the address, as for the letters
+  await waitOrderRows(page, all.slice(0, 1));
+  assert.equal(await page.locator('#orders-newer').isDisabled(), true);
+  const seen = [...(await orderRows(page))];
+  while (!(await page.locator('#orders-older').isDisabled())) {
+    await page.locator('#orders-older').click();
+    const want = all.slice(seen.length, seen.length + 1);
+    if (want.length === 0) {
+      await page.locator('#orders-state', { hasText: 'No older orders' }).waitFor();
+      break;
+    }
+    await waitOrderRows(page, want);
+    seen.push(...want);
+    assert.equal(await activeId(page), 'BUTTON', 'focus on the first order of the page');
+  }
+  assert.deepEqual(seen, all, 'the pages together list every order once, newest first');
+  await page.locator('#orders-newest').click();
+  await waitOrderRows(page, all.slice(0, 1));
+
+  // From the list: the first row opens its order, as the admin API has it.
+  const first = all[0];
+  const row = page.locator(`#orders-body tr[data-uid="${first}"]`);
+  const summary = api.body.orders[0];
+  assert.equal(await text(row.locator('[data-col="customer_id"]')), summary.customer_id);
+  assert.equal(await text(row.locator('[data-col="items"]')), String(summary.items));
+  await row.locator('button[data-testid="order-show"]').click();
+  await page.locator('#order-uid', { hasText: first }).waitFor();
+  assert.equal(await activeId(page), 'order-heading', 'focus moves to the order');
+  assert.equal(await row.locator('button').getAttribute('aria-current'), 'true');
+  const served = await adminJson(`/order/${first}`);
+  assert.deepEqual(JSON.parse(await page.locator('#order-json').textContent()), served.body);
+
+  // By its id, with Enter: the order exactly as produced, its fields as text.
+  await page.locator('#o-uid').fill(model.order_uid);
+  await page.locator('#o-uid').press('Enter');
+  await page.locator('#order-uid', { hasText: model.order_uid }).waitFor();
+  assert.deepEqual(JSON.parse(await page.locator('#order-json').textContent()), model);
+  assert.equal(await text(page.locator('#order-fields [data-field="delivery.name"]')), model.delivery.name);
+  assert.equal(await text(page.locator('#order-fields [data-field="delivery.phone"]')), model.delivery.phone);
+  assert.equal(await text(page.locator('#order-fields [data-field="payment.amount"]')),
+    `${model.payment.amount.toLocaleString('en')} ${model.payment.currency}`);
+  assert.equal(await text(page.locator('#order-fields [data-field="items"]')), String(model.items.length));
+  await page.screenshot({ path: path.join(ARTIFACTS, 'admin-orders.png'), fullPage: true });
+
+  // An unknown id is said so and closes the order; an id that breaks the rule asks nothing.
+  await page.locator('#o-uid').fill('no_such_order_42');
+  await page.locator('#o-open').click();
+  await page.locator('#order-open-state', { hasText: 'No order with id no_such_order_42' }).waitFor();
+  assert.equal(await page.locator('#order').isVisible(), false);
+  const asked = orderRequests.length;
+  await page.locator('#o-uid').fill('bad id!');
+  await page.locator('#o-open').click();
+  await page.locator('#order-open-state', { hasText: 'Not an order id' }).waitFor();
+  assert.equal(await page.locator('#o-uid').getAttribute('aria-invalid'), 'true');
+  assert.equal(orderRequests.length, asked, 'no request for an id that breaks the rule');
+
+  // Close returns the keyboard to where the order was opened from.
+  await row.locator('button[data-testid="order-show"]').click();
+  await page.locator('#order-uid', { hasText: first }).waitFor();
+  await page.locator('#order-close').click();
+  assert.equal(await page.locator('#order').isVisible(), false);
+  assert.equal(await page.evaluate(() => document.activeElement?.closest('tr')?.dataset.uid), first);
+  rec.assertClean();
+});
+
+for (const bypassCSP of [false, true]) {
+  const label = bypassCSP ? 'with the CSP bypassed' : 'under the CSP';
+  test(`an XSS order in the orders panel is shown literally and nothing runs (${label})`, opts(), async (t) => {
+    const { page, rec } = await openPage(t, { token: true, bypassCSP });
+    await trapNativeDialogs(page);
+    await page.goto('/');
+    const row = page.locator(`#orders-body tr[data-uid="${xss.order_uid}"]`);
+    await row.waitFor();
+    assert.equal(await text(row.locator('[data-col="customer_id"]')), xss.customer_id.trim());
+    await row.locator('button[data-testid="order-show"]').click();
+    await page.locator('#order-uid', { hasText: xss.order_uid }).waitFor();
+    for (const [key, value] of [['customer_id', xss.customer_id], ['track_number', xss.track_number],
+      ['delivery.name', xss.delivery.name]]) {
+      assert.match(value, /[<&]/, `fixture field ${key} carries a payload`);
+      assert.equal(await page.locator(`#order-fields [data-field="${key}"]`).textContent(), value, key);
+    }
+    assert.deepEqual(JSON.parse(await page.locator('#order-json').textContent()), xss);
+    assert.equal(await page.locator('#order-json *').count(), 0, 'no elements inside the JSON');
+    await assertNothingInjected(page, { tabs: 30, mouse: [700, 900], scripts: ['admin/main.js'] });
+    rec.assertClean();
+  });
+}
+
 for (const bypassCSP of [false, true]) {
   const label = bypassCSP ? 'with the CSP bypassed' : 'under the CSP';
   test(`an XSS payload and key are shown literally and nothing runs (${label})`, opts(), async (t) => {
@@ -408,7 +538,7 @@ for (const bypassCSP of [false, true]) {
     assert.equal(await text(page.locator('#letter-replays-empty')), 'Never replayed.');
     assert.equal(await activeId(page), 'letter-heading', 'focus moves to the letter');
 
-    await assertNothingInjected(page, { tabs: 30, mouse: [700, 700], scripts: ['dom.js', 'admin.js'] });
+    await assertNothingInjected(page, { tabs: 30, mouse: [700, 700], scripts: ['admin/main.js'] });
     const svgsOutsideCharts = await page.evaluate(
       () => [...document.querySelectorAll('svg')].filter((s) => !s.closest('#charts')).length);
     assert.equal(svgsOutsideCharts, 0, 'no <svg> from data');

@@ -4,11 +4,14 @@
 //
 // Assumes the service is running at BASE_URL and that tests/fixtures/model.json and
 // tests/fixtures/xss-order.json were produced to Kafka beforehand; it waits up to 30 s for
-// both to become readable through GET /order/{uid}.
+// both to become readable through GET /order/{uid}. BASE_URL is a service as it runs by
+// default: no public order list. LIST_URL, if set, is one on the same database with
+// PUBLIC_ORDER_LIST=true (a demo): the recent-orders list is tested there.
 //
-// Env: BASE_URL (default http://127.0.0.1:8081), MODEL_JSON / XSS_JSON (fixture paths), and
-//      those of support.mjs: CHROMIUM_PATH (default /usr/bin/chromium), READY_TIMEOUT_MS
-//      (default 30000).
+// Env: BASE_URL (default http://127.0.0.1:8081), LIST_URL (the tests of the public list are
+//      skipped without it), MODEL_JSON / XSS_JSON (fixture paths), and those of
+//      support.mjs: CHROMIUM_PATH (default /usr/bin/chromium), READY_TIMEOUT_MS (default
+//      30000).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
@@ -19,6 +22,8 @@ import {
 } from './support.mjs';
 
 const BASE_URL = envUrl('BASE_URL', 'http://127.0.0.1:8081');
+const LIST_URL = envUrl('LIST_URL');
+const skipList = LIST_URL ? false : 'LIST_URL is not set (scripts/browser-test sets it)';
 const MODEL_PATH = process.env.MODEL_JSON || path.join(HERE, '..', 'fixtures', 'model.json');
 const XSS_PATH = process.env.XSS_JSON || path.join(HERE, '..', 'fixtures', 'xss-order.json');
 
@@ -66,15 +71,15 @@ function expectedFields(order) {
 
 // ------------------------------------------------------------------ service readiness
 
-const getJson = (urlPath) => fetchJson(BASE_URL + urlPath, { headers: { Accept: 'application/json' } });
+const getJson = (urlPath, base = BASE_URL) => fetchJson(base + urlPath, { headers: { Accept: 'application/json' } });
 
-async function waitForOrders(uids) {
+async function waitForOrders(uids, base) {
   const pending = new Set(uids);
-  await pollUntil(`orders not available at ${BASE_URL}`, async () => {
+  await pollUntil(`orders not available at ${base}`, async () => {
     let last = '';
     for (const uid of [...pending]) {
       try {
-        const { status } = await getJson(`/order/${encodeURIComponent(uid)}`);
+        const { status } = await getJson(`/order/${encodeURIComponent(uid)}`, base);
         if (status === 200) pending.delete(uid);
         else last = `HTTP ${status} for ${uid}`;
       } catch (err) {
@@ -87,17 +92,27 @@ async function waitForOrders(uids) {
 
 // ------------------------------------------------------------------ browser plumbing
 
-const browser = useBrowser({ prepare: () => waitForOrders([MODEL_UID, XSS_UID]) });
+const browser = useBrowser({
+  prepare: async () => {
+    await waitForOrders([MODEL_UID, XSS_UID], BASE_URL);
+    if (LIST_URL) await waitForOrders([MODEL_UID, XSS_UID], LIST_URL);
+  },
+});
 
 /**
  * A fresh context + page (support.mjs: console errors, page errors, CSP violations and
- * native dialogs recorded, `rec.assertClean()`) that also records requests to /order/.
+ * native dialogs recorded, `rec.assertClean()`) that also records requests to /order/ and
+ * to /orders. `baseURL`: BASE_URL unless given (LIST_URL for the public list).
  */
-async function openPage(t, { bypassCSP = false, viewport = { width: 1280, height: 900 }, allowConsole = [] } = {}) {
-  const { page, rec } = await openRecordedPage(browser(), t, { baseURL: BASE_URL, bypassCSP, viewport, allowConsole });
+async function openPage(t, { bypassCSP = false, viewport = { width: 1280, height: 900 }, allowConsole = [],
+  baseURL = BASE_URL } = {}) {
+  const { page, rec } = await openRecordedPage(browser(), t, { baseURL, bypassCSP, viewport, allowConsole });
   rec.orderRequests = [];
+  rec.listRequests = [];
   page.on('request', (req) => {
-    if (new URL(req.url()).pathname.startsWith('/order/')) rec.orderRequests.push(req.url());
+    const { pathname } = new URL(req.url());
+    if (pathname.startsWith('/order/')) rec.orderRequests.push(req.url());
+    if (pathname === '/orders') rec.listRequests.push(req.url());
   });
   return { page, rec };
 }
@@ -130,13 +145,14 @@ async function assertOrderShown(page, order) {
   assert.equal((await page.locator('#order-title-uid').textContent()), order.order_uid);
   // Raw JSON view: exactly what the API returned.
   const raw = await page.locator('#raw-json').textContent();
-  const api = await getJson(`/order/${encodeURIComponent(order.order_uid)}`);
+  const base = new URL(page.url()).origin;
+  const api = await getJson(`/order/${encodeURIComponent(order.order_uid)}`, base);
   assert.deepEqual(JSON.parse(raw), api.body, 'raw JSON equals the API response');
   assert.equal(raw, JSON.stringify(api.body, null, 2), 'raw JSON is pretty-printed');
   // The shareable link and the address bar both point at this order.
-  const link = new URL(await page.locator('#order-link').getAttribute('href'), BASE_URL);
+  const link = new URL(await page.locator('#order-link').getAttribute('href'), base);
   assert.equal(link.searchParams.get('id'), order.order_uid, 'link to this order');
-  assert.equal(link.origin, new URL(BASE_URL).origin);
+  assert.equal(link.origin, base);
   assert.equal(await page.locator('#order-link').isVisible(), true);
   assert.equal(new URL(page.url()).searchParams.get('id'), order.order_uid, 'address bar updated');
 }
@@ -164,8 +180,8 @@ test('lookup by typing the id and clicking "Show order"', { timeout: TEST_TIMEOU
   const { page, rec } = await openPage(t);
   await page.goto('/');
   assert.deepEqual(await pageFiles(page), {
-    scripts: ['dom.js', 'app.js'], styles: ['/base.css', '/style.css'], shared: true,
-  }, 'the shared files load before the page\'s own');
+    scripts: ['app.js (module)'], fetched: ['/app.js', '/dom.js'], styles: ['/base.css', '/style.css'],
+  }, 'one ES module, importing the shared DOM helpers');
   assert.equal(await page.locator('#order').isVisible(), false, 'no order before a lookup');
   assert.equal(await page.locator('label[for="order-id"]').count(), 1, 'input is labelled');
   assert.equal(await page.locator('#status').getAttribute('aria-live'), 'polite');
@@ -275,15 +291,41 @@ test('deep link /?id=<uid> and /#<uid> open the order on load', { timeout: TEST_
   rec2.assertClean();
 });
 
-test('recent orders list shows the newest orders; clicking one loads it; back/forward work', { timeout: TEST_TIMEOUT }, async (t) => {
+test('by default the page is a lookup by id: no recent-orders list, no request for one', { timeout: TEST_TIMEOUT }, async (t) => {
   const { page, rec } = await openPage(t);
-  const api = await getJson('/orders?limit=20');
+  const api = await getJson('/orders');
+  assert.equal(api.status, 404, 'the public listener lists no orders');
+  await page.goto(`/?id=${MODEL_UID}`);
+  await waitState(page, 'ok');
+  assert.equal(await page.locator('body').getAttribute('data-order-list'), 'off');
+  assert.equal(await page.locator('#recent').isVisible(), false, 'no recent-orders section');
+  assert.equal(await page.locator('#recent-list li').count(), 0);
+  // The order uses the whole width.
+  const widths = await page.evaluate(() => {
+    const layout = document.querySelector('#layout');
+    const style = getComputedStyle(layout);
+    return [document.querySelector('.main-col').getBoundingClientRect().width,
+      layout.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)];
+  });
+  assert.ok(widths[0] >= widths[1] - 1, `order column ${widths[0]}px of ${widths[1]}px`);
+  await page.locator('#order-id').fill(XSS_UID);
+  await page.locator('#lookup').click();
+  await page.locator('#order-title-uid', { hasText: XSS_UID }).waitFor();
+  assert.deepEqual(rec.listRequests, [], 'no request for the list');
+  rec.assertClean();
+});
+
+test('recent orders list (PUBLIC_ORDER_LIST): the newest orders; clicking one loads it; back/forward work', { timeout: TEST_TIMEOUT, skip: skipList }, async (t) => {
+  const { page, rec } = await openPage(t, { baseURL: LIST_URL });
+  const api = await getJson('/orders?limit=20', LIST_URL);
   assert.equal(api.status, 200);
   const apiUids = api.body.orders.map((o) => o.order_uid);
   assert.ok(apiUids.length > 0, '/orders is not empty');
 
   await page.goto('/');
+  assert.equal(await page.locator('body').getAttribute('data-order-list'), 'on');
   await page.locator('#recent-list button[data-uid]').first().waitFor();
+  assert.equal(await page.locator('#recent').isVisible(), true);
   const listed = await page.locator('#recent-list button[data-uid]').evaluateAll(
     (els) => els.map((el) => el.getAttribute('data-uid')));
   assert.ok(listed.length > 0 && listed.length <= 20, `list length ${listed.length}`);
@@ -310,6 +352,18 @@ test('recent orders list shows the newest orders; clicking one loads it; back/fo
   rec.assertClean();
 });
 
+test('a page that says the list is on hides it when the service answers 404 (the list was turned off)', { timeout: TEST_TIMEOUT, skip: skipList }, async (t) => {
+  const { page, rec } = await openPage(t, { baseURL: LIST_URL, allowConsole: [ALLOW_404] });
+  await page.route('**/orders?*', (route) => route.fulfill({
+    status: 404, contentType: 'application/json', body: '{"error":"not_found","detail":"no such resource: /orders"}',
+  }));
+  await page.goto('/');
+  await page.waitForFunction(() => document.querySelector('#recent').hidden);
+  assert.equal(rec.listRequests.length, 1);
+  assert.equal(await page.locator('#recent').isVisible(), false);
+  rec.assertClean();
+});
+
 const XSS_FIELDS = [
   'track_number', 'entry', 'locale', 'customer_id', 'delivery_service', 'shardkey', 'oof_shard',
   'internal_signature', 'delivery.name', 'delivery.city', 'delivery.address', 'delivery.region',
@@ -319,8 +373,9 @@ const XSS_FIELDS = [
 
 for (const bypassCSP of [false, true]) {
   const label = bypassCSP ? 'with the CSP bypassed' : 'under the CSP';
-  test(`XSS order: every payload is shown as literal text (${label})`, { timeout: TEST_TIMEOUT }, async (t) => {
-    const { page, rec } = await openPage(t, { bypassCSP });
+  // With the public list on, so that the list's rendering of the order is covered too.
+  test(`XSS order: every payload is shown as literal text (${label})`, { timeout: TEST_TIMEOUT, skip: skipList }, async (t) => {
+    const { page, rec } = await openPage(t, { bypassCSP, baseURL: LIST_URL });
     await trapNativeDialogs(page);
     await page.goto(`/?id=${XSS_UID}`);
     await waitState(page, 'ok');
@@ -340,7 +395,7 @@ for (const bypassCSP of [false, true]) {
 
     // Give any injected handler a chance to run (move focus through the page, hover, wait);
     // nothing ran, nothing was added.
-    await assertNothingInjected(page, { tabs: 40, mouse: [400, 400], scripts: ['dom.js', 'app.js'] });
+    await assertNothingInjected(page, { tabs: 40, mouse: [400, 400], scripts: ['app.js'] });
     const orderTags = await page.evaluate(() => [...new Set([...document.querySelectorAll('#order *, #recent-list *')]
       .map((el) => el.tagName.toLowerCase()))]);
     const allowedTags = new Set(['div', 'span', 'h2', 'h3', 'a', 'section', 'dl', 'dt', 'dd', 'time', 'table',
@@ -388,7 +443,6 @@ test('screenshots: desktop full page and a phone-sized viewport without horizont
   const { page, rec } = await openPage(t);
   await page.goto(`/?id=${MODEL_UID}`);
   await waitState(page, 'ok');
-  await page.locator('#recent-list button[data-uid]').first().waitFor();
   const file = path.join(ARTIFACTS, 'order.png');
   await page.screenshot({ path: file, fullPage: true });
   assert.ok((await fs.stat(file)).size > 10_000, 'order.png written');
@@ -396,7 +450,6 @@ test('screenshots: desktop full page and a phone-sized viewport without horizont
   const { page: phone, rec: phoneRec } = await openPage(t, { viewport: { width: 375, height: 740 } });
   await phone.goto(`/?id=${MODEL_UID}`);
   await waitState(phone, 'ok');
-  await phone.locator('#recent-list button[data-uid]').first().waitFor();
   const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `page scrolls horizontally by ${overflow}px at 375px`);
   await phone.screenshot({ path: path.join(ARTIFACTS, 'order-mobile.png'), fullPage: true });

@@ -133,14 +133,13 @@ export async function openRecordedPage(browser, t, { baseURL, bypassCSP = false,
 }
 
 /**
- * The page's own files as the browser loaded them: the scripts' src attributes, the paths of
- * the stylesheets (a sheet that failed to load, e.g. with a 401, is still listed: marked
- * "(no rules)"), and `shared`: whether dom.js defined its frozen, non-writable
- * window.OrdersDom.
+ * The page's own files as the browser loaded them: the <script> elements (src, and
+ * "(module)" for native ES modules), every script file fetched (the modules they import
+ * included, by path), and the paths of the stylesheets (a sheet that failed to load, e.g.
+ * with a 401, is still listed: marked "(no rules)").
  */
 export async function pageFiles(page) {
   return page.evaluate(() => {
-    const own = Object.getOwnPropertyDescriptor(window, 'OrdersDom');
     const hasRules = (sheet) => {
       try {
         return sheet.cssRules.length > 0;
@@ -149,11 +148,11 @@ export async function pageFiles(page) {
       }
     };
     return {
-      scripts: [...document.scripts].map((s) => s.getAttribute('src')),
+      scripts: [...document.scripts].map((s) => s.getAttribute('src') + (s.type === 'module' ? ' (module)' : '')),
+      fetched: [...new Set(performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname)
+        .filter((p) => p.endsWith('.js')))].sort(),
       styles: [...document.styleSheets].map((s) => (s.href ? new URL(s.href).pathname : 'inline') +
         (hasRules(s) ? '' : ' (no rules)')),
-      shared: Boolean(own && !own.writable && !own.configurable && Object.isFrozen(own.value) &&
-        typeof own.value.h === 'function'),
     };
   });
 }
