@@ -1,5 +1,6 @@
 //! orders-service: `orders-service` runs the service, `orders-service migrate` applies the
-//! database migrations and exits, `orders-service replay` replays dead letters.
+//! database migrations and exits, `orders-service replay` replays dead letters,
+//! `orders-service retention` deletes old dead letters.
 //! Configuration comes from the environment and `.env`.
 
 use std::process::ExitCode;
@@ -28,6 +29,17 @@ enum Command {
     /// Run dead letters through the current validation and write path again, at most
     /// --limit per run (one transaction, one run at a time); prints a summary.
     Replay(ReplayArgs),
+    /// Delete dead letters received more than DEAD_LETTER_RETENTION_DAYS ago, as the role
+    /// that owns the tables (MIGRATION_DATABASE_URL, else DATABASE_URL), in batches; prints
+    /// what it deleted. Run it periodically (cron, a compose service); safe beside the service.
+    Retention(RetentionArgs),
+}
+
+#[derive(Args)]
+struct RetentionArgs {
+    /// Count the dead letters that would be deleted; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -101,6 +113,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Retention(args) => match run_retention(&config, &args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("orders-service: retention failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve => {
             let system = actix::System::new();
             let result = system.block_on(serve(config));
@@ -169,6 +188,51 @@ fn run_replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
             );
         }
         println!("{}", replay::describe(&summary));
+    }
+    Ok(())
+}
+
+/// `orders-service retention`: one connection as the owner role (see [`db::retention`]).
+fn run_retention(config: &Config, args: &RetentionArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let days = config.dead_letter_retention_days;
+    if days == 0 {
+        println!("DEAD_LETTER_RETENTION_DAYS=0: dead letters are kept for ever; nothing deleted");
+        return Ok(());
+    }
+    let owner = config
+        .migration_database
+        .as_ref()
+        .unwrap_or(&config.database);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("Failed to start a runtime")?;
+    let cutoff = db::retention::cutoff(chrono::Utc::now(), days);
+    let purged = runtime.block_on(async {
+        let mut conn = owner
+            .connect()
+            .await
+            .with_context(|| format!("Failed to connect to {}", owner.shown()))?;
+        db::retention::purge(&mut conn, cutoff, db::retention::BATCH, args.dry_run)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    let cutoff = purged
+        .cutoff
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if args.dry_run {
+        println!(
+            "retention (dry run): {} dead letters received before {cutoff} (DEAD_LETTER_RETENTION_DAYS={days}) would be deleted",
+            purged.deleted
+        );
+    } else {
+        println!(
+            "retention: deleted {} dead letters received before {cutoff} (DEAD_LETTER_RETENTION_DAYS={days}) in {} batch(es) of at most {}",
+            purged.deleted,
+            purged.batches,
+            db::retention::BATCH
+        );
     }
     Ok(())
 }

@@ -134,7 +134,6 @@ metrics! {
     warmup_seconds: Gauge = ("orders_warmup_seconds", "Duration of the start-up warm-up, in seconds.", ()),
     db_up: IntGauge = ("orders_db_up", "1 when the last database probe succeeded.", ()),
     kafka_up: IntGauge = ("orders_kafka_up", "1 when librdkafka reports a broker up.", ()),
-    dead_letters_purged: IntCounter = ("orders_dead_letters_purged_total", "Dead letters deleted by retention (DEAD_LETTER_RETENTION_DAYS).", ()),
     admin_unauthorized: IntCounter = ("orders_admin_unauthorized_total", "Admin requests refused for a missing or wrong ADMIN_TOKEN.", ()),
     log_lines_suppressed: IntCounter = ("orders_log_lines_suppressed_total", "Per-message log lines left out by the log rate limit (every rejection is still counted and stored).", ()),
 }

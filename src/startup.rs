@@ -64,8 +64,6 @@ impl Application {
         let pool = db::read_pool(&config.database, config.db_pool_size);
         let reader_settings = ReaderSettings {
             max_payload_bytes: config.ingest.max_payload_bytes,
-            retention: (config.dead_letter_retention_days > 0)
-                .then(|| chrono::Duration::days(i64::from(config.dead_letter_retention_days))),
         };
         let db_reader = DbReader::new(pool.clone(), health.clone(), reader_settings).start();
         // Started by the first HTTP worker, on its thread (see `cache_actor`).
@@ -244,11 +242,30 @@ async fn prepare_database(
 
     if config.run_migrations {
         health.set_phase("migrating");
-        migrate(config, pool).await
+        migrate(config, pool).await?;
     } else {
         health.set_phase("waiting for migrations");
         wait_for_migrations(pool).await;
-        Ok(())
+    }
+    warn_about_excess_rights(config, pool).await;
+    Ok(())
+}
+
+/// Least privilege, checked: says so when the runtime role may update or delete (a role
+/// set up by an older version could delete dead letters), and how to take it back.
+async fn warn_about_excess_rights(config: &Config, pool: &PgPool) {
+    let extra = match pool.get().await {
+        Ok(mut conn) => db::excess_rights(&mut conn).await,
+        Err(e) => Err(db::DbError::from(e)),
+    };
+    match extra {
+        Ok(extra) if extra.is_empty() => {}
+        Ok(extra) => log::warn!(
+            "the runtime role {} may do more than SELECT and INSERT ({}): run `orders-service migrate` with MIGRATION_DATABASE_URL set to the owner role, which revokes it",
+            config.database.user().unwrap_or("?"),
+            extra.join(", ")
+        ),
+        Err(e) => log::warn!("cannot check the runtime role's rights: {e}"),
     }
 }
 

@@ -16,7 +16,6 @@ use crate::db::dead_letters::{self, LetterFilter, ReplayRecord};
 use crate::db::models::OrderSummary;
 use crate::db::{DbError, PgPool, queries};
 use crate::health::Health;
-use crate::metrics::METRICS;
 use crate::replay;
 
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -155,16 +154,7 @@ pub struct DbReader {
 pub struct ReaderSettings {
     /// Payload limit replays validate against (today's `MAX_PAYLOAD_BYTES`).
     pub max_payload_bytes: usize,
-    /// Dead letters older than this are purged; `None` keeps everything.
-    pub retention: Option<chrono::Duration>,
 }
-
-/// How often retention runs (and once shortly after start).
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-const RETENTION_FIRST: Duration = Duration::from_secs(5);
-/// Dead letters deleted per statement, and statements per run: short locks, bounded work.
-const PURGE_BATCH: i64 = 1_000;
-const PURGE_BATCHES_PER_RUN: usize = 100;
 
 impl DbReader {
     pub fn new(pool: PgPool, health: Arc<Health>, settings: ReaderSettings) -> Self {
@@ -175,53 +165,12 @@ impl DbReader {
             settings,
         }
     }
-
-    fn purge(&self, ctx: &mut Context<Self>) {
-        let Some(retention) = self.settings.retention else {
-            return;
-        };
-        let pool = self.pool.clone();
-        let run = async move {
-            let cutoff = Utc::now() - retention;
-            let mut purged = 0;
-            for _ in 0..PURGE_BATCHES_PER_RUN {
-                let deleted = async {
-                    let mut conn = pool.get().await?;
-                    Ok::<_, DbError>(
-                        dead_letters::purge_batch(&mut conn, cutoff, PURGE_BATCH).await?,
-                    )
-                }
-                .await;
-                match deleted {
-                    Ok(n) => {
-                        purged += n;
-                        METRICS.dead_letters_purged.inc_by(n as u64);
-                        if (n as i64) < PURGE_BATCH {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        log::warn!("retention: purging dead letters failed: {e}");
-                        break;
-                    }
-                }
-            }
-            if purged > 0 {
-                log::info!("retention: purged {purged} dead letters received before {cutoff}");
-            }
-        };
-        ctx.spawn(run.into_actor(self));
-    }
 }
 
 impl Actor for DbReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_later(RETENTION_FIRST, |act, ctx| {
-            act.purge(ctx);
-            ctx.run_interval(RETENTION_EVERY, |act, ctx| act.purge(ctx));
-        });
         ctx.run_interval(PROBE_EVERY, |act, ctx| {
             let pool = act.pool.clone();
             let probe = async move {

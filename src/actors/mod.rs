@@ -21,8 +21,8 @@
 //!   through the DbReader (`http::cache_client`).
 //! - [`DbReader`](db_reader::DbReader) (main System): answers `LoadOrder`, `RecentOrders`,
 //!   `DeadLetterPage`, `ReplayLetters` and `CountOrders` (at most one count every few
-//!   seconds); probes the database every second for `/health`; purges old dead letters
-//!   (retention) hourly.
+//!   seconds); probes the database every second for `/health`. (It deletes nothing: old
+//!   dead letters are deleted by `orders-service retention`, run as the owner role.)
 
 /// Mailbox size of every actor for `send().await` callers (the default, 16, would make HTTP
 /// handlers queue behind each other); `do_send` is not bounded by it.

@@ -71,7 +71,8 @@ pub struct Config {
     /// Apply pending migrations at start-up (under an advisory lock); `false` waits for a
     /// separate `orders-service migrate` step to have applied them.
     pub run_migrations: bool,
-    /// Dead letters older than this many days are purged; 0 keeps everything.
+    /// `orders-service retention` deletes dead letters older than this many days; 0 keeps
+    /// everything. The service itself never deletes.
     pub dead_letter_retention_days: u32,
     /// `LOG_FORMAT`: `main` installs the logger with it once the configuration is read.
     pub log_format: crate::logging::LogFormat,

@@ -4,6 +4,7 @@ mod connect;
 pub mod dead_letters;
 pub mod models;
 pub mod queries;
+pub mod retention;
 pub mod schema;
 
 use anyhow::Context;
@@ -77,6 +78,16 @@ mod tests {
     }
 
     #[test]
+    fn the_runtime_role_gets_exactly_select_and_insert() {
+        let sql = runtime_grants("orders_app");
+        assert!(!sql.contains("DELETE") && !sql.contains("UPDATE"), "{sql}");
+        assert!(
+            sql.contains("REVOKE ALL ON TABLE dead_letters FROM \"orders_app\";\nGRANT SELECT, INSERT ON TABLE dead_letters"),
+            "{sql}"
+        );
+    }
+
+    #[test]
     fn errors_are_sorted_by_whether_the_database_answered() {
         let answered = DieselError::DatabaseError(
             DatabaseErrorKind::Unknown,
@@ -122,15 +133,15 @@ const MIGRATION_LOCK: i64 = 0x6f72_6465_7273; // "orders"
 
 /// What the runtime role may do, table by table: read and insert, nothing else. With no
 /// `UPDATE`, `DELETE` or `TRUNCATE`, "an order is never overwritten" is the database's rule,
-/// not only the code's. Granted by every migration run (idempotent), to the role of
-/// `DATABASE_URL` when migrations run as another role (`MIGRATION_DATABASE_URL`).
+/// not only the code's; deleting old dead letters is the owner's job (`orders-service
+/// retention`). Set by every migration run (idempotent), for the role of `DATABASE_URL` when
+/// migrations run as another role (`MIGRATION_DATABASE_URL`).
 const RUNTIME_GRANTS: &[(&str, &str)] = &[
     ("orders", "SELECT, INSERT"),
     ("deliveries", "SELECT, INSERT"),
     ("payments", "SELECT, INSERT"),
     ("items", "SELECT, INSERT"),
-    // DELETE for retention (`DEAD_LETTER_RETENTION_DAYS`) only.
-    ("dead_letters", "SELECT, INSERT, DELETE"),
+    ("dead_letters", "SELECT, INSERT"),
     ("dead_letter_replays", "SELECT, INSERT"),
     ("__diesel_schema_migrations", "SELECT"),
 ];
@@ -140,18 +151,51 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The statements that give `role` the runtime rights (see [`RUNTIME_GRANTS`]).
+/// The statements that give `role` exactly the runtime rights (see [`RUNTIME_GRANTS`]):
+/// whatever it was granted before on these tables is revoked first, so a role set up when
+/// the runtime role still ran retention loses its `DELETE` on `dead_letters`. One batch,
+/// one transaction: the role never stands without its rights in between.
 fn runtime_grants(role: &str) -> String {
     let role = quote_ident(role);
     let mut sql = format!("GRANT USAGE ON SCHEMA public TO {role};\n");
     for (table, rights) in RUNTIME_GRANTS {
-        sql.push_str(&format!("GRANT {rights} ON TABLE {table} TO {role};\n"));
+        sql.push_str(&format!(
+            "REVOKE ALL ON TABLE {table} FROM {role};\nGRANT {rights} ON TABLE {table} TO {role};\n"
+        ));
     }
     // `bigserial` ids: INSERT needs to draw from their sequences.
     sql.push_str(&format!(
         "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};\n"
     ));
     sql
+}
+
+/// Rights this connection's role holds on the service's tables beyond [`RUNTIME_GRANTS`]
+/// (`UPDATE`, `DELETE`, `TRUNCATE`), as `table: privilege`, for tables it does not own. A
+/// role that owns them (one role for everything) is not reported: it can do anything there.
+pub async fn excess_rights(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    use diesel::sql_types::{Array, Text};
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Right {
+        #[diesel(sql_type = Text)]
+        granted: String,
+    }
+    let tables: Vec<&str> = RUNTIME_GRANTS.iter().map(|(table, _)| *table).collect();
+    let rights: Vec<Right> = diesel::sql_query(
+        "SELECT t.name || ': ' || p.name AS granted \
+         FROM unnest($1::text[]) AS t(name) \
+         CROSS JOIN unnest(ARRAY['UPDATE', 'DELETE', 'TRUNCATE']) AS p(name) \
+         JOIN pg_catalog.pg_class c ON c.oid = to_regclass(t.name) \
+         WHERE NOT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') \
+           AND pg_catalog.has_table_privilege(c.oid, p.name) \
+         ORDER BY 1",
+    )
+    .bind::<Array<Text>, _>(tables)
+    .load(conn)
+    .await?;
+    Ok(rights.into_iter().map(|r| r.granted).collect())
 }
 
 /// Applies pending migrations as the role of `owner`, under an advisory lock, then grants

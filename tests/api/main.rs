@@ -23,5 +23,6 @@ mod overload;
 mod read_api;
 mod rebalance;
 mod replay;
+mod retention;
 mod sigterm;
 mod transport;

@@ -1,5 +1,5 @@
 //! Operating it: dead-letter replay (CLI and admin endpoint), keyset paging with filters
-//! under concurrent inserts, the index behind each list, and retention.
+//! under concurrent inserts, the index behind each list. (Retention: `retention.rs`.)
 
 use std::collections::HashSet;
 use std::process::Command;
@@ -304,32 +304,4 @@ async fn each_list_query_is_an_index_range_scan() {
         );
         eprintln!("EXPLAIN {sql}\n{plan}");
     }
-}
-
-#[tokio::test]
-async fn retention_purges_old_dead_letters_and_keeps_the_rest() {
-    let env = TestEnv::new("retention").await;
-    env.migrate();
-    env.sql(
-        "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, payload, reason, detail, received_at) \
-         SELECT 't', 0, g, '{', 'malformed', 'd', now() - interval '40 days' FROM generate_series(1, 2500) g; \
-         INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, payload, reason, detail, received_at) \
-         VALUES ('t', 0, 9999, '{', 'malformed', 'd', now() - interval '2 days')",
-    )
-    .await;
-    let service = Service::start(&env, &[("DEAD_LETTER_RETENTION_DAYS", "30")]);
-    let purged = eventually(Duration::from_secs(30), || async {
-        metric(&service, "orders_dead_letters_purged_total").await == Some(2500.0)
-    })
-    .await;
-    assert!(purged, "log:\n{}", service.log_text());
-    assert_eq!(
-        count(
-            &mut env.db().await,
-            "SELECT count(*) AS n FROM dead_letters"
-        )
-        .await,
-        1,
-        "the recent one is kept"
-    );
 }
