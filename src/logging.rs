@@ -34,6 +34,9 @@ impl LogFormat {
 pub fn init(format: LogFormat) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // At debug level tokio-postgres logs every statement's bind parameters, i.e. the orders
+    // themselves: never, whatever RUST_LOG says (this directive replaces one of RUST_LOG's).
+    builder.filter_module("tokio_postgres::query", log::LevelFilter::Info);
     if format == LogFormat::Json {
         builder.format(|buf, record| writeln!(buf, "{}", json_line(record)));
     }

@@ -110,3 +110,160 @@ async fn the_access_log_can_be_turned_off_and_a_bad_log_format_is_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("LOG_FORMAT"));
 }
+
+/// Every output of a process (its log file or stderr, and stdout).
+fn outputs(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Catches a password printed in any of its forms — the URL's userinfo, its `password=`
+/// query parameter (the driver accepts it; `redact` once hid the userinfo only), a
+/// key-value connection string — in the log of a service that waits for an unreachable
+/// database, one refused for a wrong password, a failed migration, the start-up errors of
+/// a bad URL, and the commands. Each run gets its own canary, so a failure names the path.
+#[tokio::test]
+async fn no_database_password_reaches_a_log_line_or_an_error() {
+    let env = TestEnv::new("secrets").await;
+    let real = env.database_url.clone();
+    let (base, db) = real.rsplit_once('/').expect("url has a path");
+    let authority = base
+        .split_once('@')
+        .map(|(_, hostport)| hostport)
+        .expect("url has userinfo");
+    let nowhere = {
+        // A port nothing listens on: bound, then released.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let runs: [(&str, String, Option<String>); 4] = [
+        (
+            "canary-query-nowhere",
+            format!(
+                "postgres://orders_app@127.0.0.1:{nowhere}/{db}?password=canary-query-nowhere&sslmode=disable"
+            ),
+            None,
+        ),
+        (
+            "canary-userinfo-wrong",
+            format!("postgres://orders_app:canary-userinfo-wrong@{authority}/{db}"),
+            None,
+        ),
+        (
+            "canary-query-wrong",
+            format!(
+                "postgres://orders_app@{authority}/{db}?application_name=x&password=canary-query-wrong"
+            ),
+            None,
+        ),
+        // The runtime URL works; the owner's (for the pending migrations) has a wrong
+        // password in its query: the start-up fails in the migration step.
+        (
+            "canary-migration",
+            real.clone(),
+            Some(format!(
+                "postgres://orders_app@{authority}/{db}?password=canary-migration"
+            )),
+        ),
+    ];
+    for (canary, url, migration) in runs {
+        let mut extra = vec![
+            ("DATABASE_URL", url.as_str()),
+            ("RUST_LOG", "debug,librdkafka=warn,rdkafka=warn"),
+        ];
+        if let Some(m) = &migration {
+            extra.push(("MIGRATION_DATABASE_URL", m.as_str()));
+        }
+        let mut service = Service::spawn(&env, &extra, Duration::from_secs(30)).expect("listens");
+        // Sequenced by the log: two failed attempts (the pool's too), or the exit.
+        let failed = eventually(Duration::from_secs(30), || {
+            let log = service.log_text();
+            let exited = service.exited().is_some();
+            async move {
+                exited
+                    || (log.matches("waiting for the database").count() >= 2
+                        && log.contains("database connection failed"))
+            }
+        })
+        .await;
+        let log = service.log_text();
+        assert!(failed, "{canary}: no failure logged:\n{log}");
+        assert!(!log.contains(canary), "{canary} is in the log:\n{log}");
+        if migration.is_some() {
+            assert!(log.contains("migrations"), "{canary}:\n{log}");
+        } else {
+            assert!(
+                log.contains("password=***") || log.contains(":***@"),
+                "{canary}:\n{log}"
+            );
+        }
+        drop(service);
+    }
+
+    // Start-up errors of a URL that cannot be used, and the commands.
+    let run = |args: &[&str], url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_orders-service"))
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .env_clear()
+            .env("DATABASE_URL", url)
+            .env("DEAD_LETTER_RETENTION_DAYS", "30")
+            .output()
+            .expect("run")
+    };
+    let commands: &[&[&str]] = &[&["migrate"], &["retention"], &["replay", "--dry-run"]];
+    let all: &[&[&str]] = &[
+        &["serve"],
+        &["migrate"],
+        &["retention"],
+        &["replay", "--dry-run"],
+    ];
+    for (canary, url, code, commands) in [
+        (
+            "canary-kv",
+            format!("host=127.0.0.1 user=orders_app password='canary-kv x' dbname={db}"),
+            2,
+            all,
+        ),
+        (
+            "canary-port",
+            format!("postgres://orders_app:canary-port@127.0.0.1:notaport/{db}"),
+            2,
+            all,
+        ),
+        (
+            "canary-mode",
+            format!("postgres://orders_app@127.0.0.1/{db}?password=canary-mode&sslmode=often"),
+            2,
+            all,
+        ),
+        // Configuration accepted, nothing listening: the commands fail (`serve` waits, above).
+        (
+            "canary-cmd",
+            format!("postgres://orders_app@127.0.0.1:{nowhere}/{db}?password=canary-cmd"),
+            1,
+            commands,
+        ),
+    ] {
+        for args in commands {
+            let out = run(args, &url);
+            let printed = outputs(&out);
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{args:?} {canary}:\n{printed}"
+            );
+            assert!(
+                printed.contains("DATABASE_URL") || printed.contains("127.0.0.1"),
+                "{args:?}:\n{printed}"
+            );
+            assert!(
+                !printed.contains(canary),
+                "{args:?} prints {canary}:\n{printed}"
+            );
+        }
+    }
+}
