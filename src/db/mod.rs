@@ -41,6 +41,7 @@ pub enum DbError {
 /// Sorted by whether the database answered, not by the error's text (which a server with
 /// another `lc_messages` translates): an error with a SQLSTATE came from the server; diesel
 /// reports a lost or unusable connection as `UnableToSendCommand`/`ClosedConnection`.
+/// The text is [`described`]: no row values.
 impl From<DieselError> for DbError {
     fn from(e: DieselError) -> Self {
         match &e {
@@ -49,26 +50,209 @@ impl From<DieselError> for DbError {
                 | DatabaseErrorKind::ClosedConnection
                 | DatabaseErrorKind::ReadOnlyTransaction,
                 _,
-            ) => DbError::Unavailable(e.to_string()),
-            DieselError::DatabaseError(_, info) => {
-                let mut text = info.message().to_string();
-                if let Some(detail) = info.details() {
-                    text.push_str(": ");
-                    text.push_str(detail);
-                }
-                DbError::Rejected(text)
-            }
-            DieselError::SerializationError(_) | DieselError::QueryBuilderError(_) => {
-                DbError::Rejected(e.to_string())
-            }
-            _ => DbError::Unavailable(e.to_string()),
+            ) => DbError::Unavailable(described(&e)),
+            DieselError::DatabaseError(..)
+            | DieselError::SerializationError(_)
+            | DieselError::QueryBuilderError(_) => DbError::Rejected(described(&e)),
+            _ => DbError::Unavailable(described(&e)),
         }
     }
+}
+
+/// A database error as text for logs, `dead_letters.detail` and the DLQ header, without the
+/// values of the row it is about: PostgreSQL's DETAIL ("Failing row contains (…)", "Key
+/// (order_uid)=(…) already exists") and HINT are left out, and so is the message of a
+/// constraint violation (it only repeats the constraint's and table's names, given here
+/// from the error's fields). Other messages keep their words with every quoted part cut:
+/// PostgreSQL quotes the values it puts in a message (`invalid input syntax for type
+/// bigint: "…"`). A trigger's own `RAISE` message is the trigger author's text: values it
+/// formats into the message unquoted would stay (the README says to raise with
+/// `USING CONSTRAINT`/`DETAIL` instead).
+pub fn described(e: &DieselError) -> String {
+    match e {
+        DieselError::DatabaseError(kind, info) => {
+            let mut text = match condition(kind) {
+                Some((sqlstate, name)) => format!("{name} (SQLSTATE {sqlstate})"),
+                None => without_quoted_values(info.message()),
+            };
+            for (field, value) in [
+                ("table", info.table_name()),
+                ("column", info.column_name()),
+                ("constraint", info.constraint_name()),
+            ] {
+                if let Some(value) = value {
+                    text.push_str(&format!(", {field} {value}"));
+                }
+            }
+            text
+        }
+        DieselError::RollbackErrorOnCommit {
+            rollback_error,
+            commit_error,
+        } => format!(
+            "the commit failed ({}) and so did the rollback ({})",
+            described(commit_error),
+            described(rollback_error)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The SQLSTATE and condition name of the error kinds diesel tells apart (it hides the
+/// SQLSTATE of the others).
+fn condition(kind: &DatabaseErrorKind) -> Option<(&'static str, &'static str)> {
+    Some(match kind {
+        DatabaseErrorKind::UniqueViolation => ("23505", "unique_violation"),
+        DatabaseErrorKind::ForeignKeyViolation => ("23503", "foreign_key_violation"),
+        DatabaseErrorKind::NotNullViolation => ("23502", "not_null_violation"),
+        DatabaseErrorKind::CheckViolation => ("23514", "check_violation"),
+        DatabaseErrorKind::RestrictViolation => ("23001", "restrict_violation"),
+        DatabaseErrorKind::ExclusionViolation => ("23P01", "exclusion_violation"),
+        DatabaseErrorKind::SerializationFailure => ("40001", "serialization_failure"),
+        DatabaseErrorKind::ReadOnlyTransaction => ("25006", "read_only_sql_transaction"),
+        _ => return None,
+    })
+}
+
+/// Longest message kept from an error diesel does not classify.
+const MAX_MESSAGE: usize = 300;
+
+/// `message` with every `"…"` and `'…'` part replaced by `"…"` (an unclosed quote cuts the
+/// rest), at most [`MAX_MESSAGE`] bytes.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE));
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        if out.len() >= MAX_MESSAGE {
+            out.push('…');
+            break;
+        }
+        if c == '"' || c == '\'' {
+            out.push_str("\"…\"");
+            // Skip to the closing quote (PostgreSQL doubles a quote inside an identifier:
+            // the doubled one closes and reopens, which is cut the same way).
+            if !chars.by_ref().any(|q| q == c) {
+                break;
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server error as diesel-async hands it over.
+    struct ServerError {
+        message: &'static str,
+        detail: Option<&'static str>,
+        table: Option<&'static str>,
+        column: Option<&'static str>,
+        constraint: Option<&'static str>,
+    }
+
+    impl diesel::result::DatabaseErrorInformation for ServerError {
+        fn message(&self) -> &str {
+            self.message
+        }
+        fn details(&self) -> Option<&str> {
+            self.detail
+        }
+        fn hint(&self) -> Option<&str> {
+            Some("a hint quoting MARKER")
+        }
+        fn table_name(&self) -> Option<&str> {
+            self.table
+        }
+        fn column_name(&self) -> Option<&str> {
+            self.column
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            self.constraint
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+    }
+
+    fn text(kind: DatabaseErrorKind, error: ServerError) -> String {
+        match DbError::from(DieselError::DatabaseError(kind, Box::new(error))) {
+            DbError::Rejected(text) | DbError::Unavailable(text) => text,
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_sqlstate_table_column_and_constraint_but_no_row_value() {
+        let check = text(
+            DatabaseErrorKind::CheckViolation,
+            ServerError {
+                message: "new row for relation \"deliveries\" violates check constraint \"no_marker\"",
+                detail: Some("Failing row contains (1, MARKER, +79990000000)."),
+                table: Some("deliveries"),
+                column: None,
+                constraint: Some("no_marker"),
+            },
+        );
+        assert_eq!(
+            check,
+            "check_violation (SQLSTATE 23514), table deliveries, constraint no_marker"
+        );
+        let unique = text(
+            DatabaseErrorKind::UniqueViolation,
+            ServerError {
+                message: "duplicate key value violates unique constraint \"orders_uid\"",
+                detail: Some("Key (order_uid)=(MARKER) already exists."),
+                table: Some("orders"),
+                column: None,
+                constraint: Some("orders_uid"),
+            },
+        );
+        assert!(!unique.contains("MARKER"), "{unique}");
+        assert!(
+            unique.contains("23505") && unique.contains("orders_uid"),
+            "{unique}"
+        );
+        // Kinds diesel does not classify keep their words, not their quoted values.
+        let data = text(
+            DatabaseErrorKind::Unknown,
+            ServerError {
+                message: "invalid input syntax for type bigint: \"MARKER\"",
+                detail: Some("MARKER"),
+                table: None,
+                column: Some("amount"),
+                constraint: None,
+            },
+        );
+        assert_eq!(
+            data,
+            "invalid input syntax for type bigint: \"…\", column amount"
+        );
+        let unclosed = text(
+            DatabaseErrorKind::Unknown,
+            ServerError {
+                message: "refused 'MARKER and the rest",
+                detail: None,
+                table: None,
+                column: None,
+                constraint: None,
+            },
+        );
+        assert_eq!(unclosed, "refused \"…\"");
+        let permission = text(
+            DatabaseErrorKind::Unknown,
+            ServerError {
+                message: "permission denied for table dead_letters",
+                detail: None,
+                table: None,
+                column: None,
+                constraint: None,
+            },
+        );
+        assert_eq!(permission, "permission denied for table dead_letters");
+    }
 
     #[test]
     fn the_runtime_role_gets_exactly_select_and_insert() {

@@ -346,3 +346,142 @@ async fn a_missing_orders_topic_is_reported_until_it_is_created_and_then_consume
     let (ok, _, body) = health_until(&service, Duration::from_secs(10), |s, _| s == 200).await;
     assert!(ok, "{body}");
 }
+
+/// Catches row values leaking through a refusal's text: PostgreSQL's DETAIL ("Failing row
+/// contains (…)", "Key (email)=(…) already exists.") and a trigger's quoted value once went
+/// into the log, `dead_letters.detail` and the DLQ's `detail` header. Three refusals — a
+/// CHECK constraint, a unique index, a trigger raising with a constraint name — of orders
+/// carrying a marker (made per run, printed); the marker must appear in none of those
+/// places (it stays in the dead letter's payload, which is the message itself), the
+/// constraint names must. The log is written at debug level, so no level hides a leak.
+#[tokio::test]
+async fn a_refused_row_keeps_its_values_out_of_logs_dead_letters_and_dlq_headers() {
+    let env = TestEnv::new("no_row_values").await;
+    env.migrate();
+    let marker = format!(
+        "marker{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    eprintln!("marker: {marker}");
+    env.sql(&format!(
+        "ALTER TABLE deliveries ADD CONSTRAINT no_marker_name CHECK (name <> 'name-{marker}'); \
+         CREATE UNIQUE INDEX one_order_per_email ON deliveries (email); \
+         CREATE FUNCTION refuse_marked_bank() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.bank = 'bank-{marker}' THEN \
+           RAISE EXCEPTION USING ERRCODE = 'check_violation', CONSTRAINT = 'no_marked_bank', \
+             MESSAGE = format('bank %L is refused', NEW.bank), DETAIL = format('row %s', NEW); \
+         END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_marked_bank BEFORE INSERT ON payments \
+           FOR EACH ROW EXECUTE FUNCTION refuse_marked_bank();"
+    ))
+    .await;
+    let order = |uid: &str, change: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = model();
+        v["order_uid"] = uid.into();
+        v["delivery"]["email"] = format!("{uid}@example.com").into();
+        change(&mut v);
+        (uid.to_string(), serde_json::to_vec(&v).expect("json"))
+    };
+    let email = format!("email-{marker}@example.com");
+    let messages = [
+        order("ok-1", &|_| {}),
+        order("by-check", &|v| {
+            v["delivery"]["name"] = format!("name-{marker}").into()
+        }),
+        order("first-email", &|v| {
+            v["delivery"]["email"] = email.clone().into()
+        }),
+        order("by-unique", &|v| {
+            v["delivery"]["email"] = email.clone().into()
+        }),
+        order("by-trigger", &|v| {
+            v["payment"]["bank"] = format!("bank-{marker}").into()
+        }),
+        order("ok-2", &|_| {}),
+    ];
+    let refs: Vec<(&str, Vec<u8>)> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    env.produce(&refs).await;
+    let service = Service::start(
+        &env,
+        &[(
+            "RUST_LOG",
+            "debug,librdkafka=warn,rdkafka=warn,actix_server=info",
+        )],
+    );
+    assert!(
+        wait_until_drained(&env, Duration::from_secs(60)).await,
+        "not drained; log:\n{}",
+        service.log_text()
+    );
+    assert_eq!(
+        stored_count(&env).await,
+        3,
+        "ok-1, ok-2, one of the e-mail pair"
+    );
+
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Letter {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_uid: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        reason: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let letters: Vec<Letter> =
+        diesel::sql_query("SELECT order_uid, reason, detail FROM dead_letters ORDER BY order_uid")
+            .load(&mut env.db().await)
+            .await
+            .expect("dead letters");
+    // The two orders sharing an e-mail are on different partitions: whichever is written
+    // second is refused.
+    let expected = [
+        ("by-check", "no_marker_name"),
+        ("by-trigger", "no_marked_bank"),
+        ("by-unique|first-email", "one_order_per_email"),
+    ];
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    for (letter, (uids, constraint)) in letters.iter().zip(expected) {
+        assert!(
+            uids.split('|').any(|uid| uid == letter.order_uid) && letter.reason == "storage",
+            "{letter:?}"
+        );
+        assert!(letter.detail.contains(constraint), "{letter:?}");
+        assert!(
+            !letter.detail.contains(&marker),
+            "row values in the detail: {letter:?}"
+        );
+    }
+    let dlq = env.read_dlq(3);
+    assert_eq!(dlq.len(), 3, "{dlq:?}");
+    for (key, headers) in &dlq {
+        let detail = headers.get("detail").cloned().unwrap_or_default();
+        assert!(
+            detail.contains("no_ma") || detail.contains("one_order"),
+            "{key:?}: {headers:?}"
+        );
+        for (name, value) in headers {
+            assert!(
+                !value.contains(&marker),
+                "DLQ header {name} of {key:?}: {value}"
+            );
+        }
+    }
+    let log = service.log_text();
+    for (_, constraint) in expected {
+        assert!(log.contains(constraint), "{constraint} not logged:\n{log}");
+    }
+    let leaked: Vec<&str> = log.lines().filter(|l| l.contains(&marker)).collect();
+    assert!(
+        leaked.is_empty(),
+        "row values in the log:\n{}",
+        leaked.join("\n")
+    );
+}
