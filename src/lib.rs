@@ -20,9 +20,10 @@
 //! - [`domain`]: the order model and `parse_and_validate` (pure, heavily unit-tested).
 //! - [`ingest`]: what becomes of each message of a batch (stored, duplicate, dead letter), and
 //!   [`ingest::durable`], the retry / split / dead-letter / block policy over a `BatchStore`.
-//! - [`db`]: `DATABASE_URL` → connections (libpq's TLS options over rustls), migrations and
-//!   the runtime role's grants, schema, row models, queries (dead letters: pages, replay
-//!   selection, retention); errors sorted by whether the database answered.
+//! - [`db`]: `DATABASE_URL` → connections (libpq's hosts, time limits and TLS over rustls),
+//!   migrations and the runtime role's grants, schema, row models, queries (dead letters:
+//!   pages, replay selection), retention (`orders-service retention`); errors sorted by
+//!   whether the database answered, described without row values; passwords redacted.
 //! - [`kafka`]: consumer configuration and context, the `OffsetTracker`, the flow control
 //!   (pause decisions), the topic probe, the DLQ publisher.
 //! - [`actors`]: KafkaReader, OrderWriter, CacheActor, DbReader (its `mod.rs` is the map).

@@ -7,6 +7,7 @@ pub mod queries;
 mod redact;
 pub mod retention;
 pub mod schema;
+mod tls;
 
 use anyhow::Context;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};

@@ -222,3 +222,266 @@ async fn misses_right_after_a_database_restart_are_all_answered() {
         );
     }
 }
+
+/// A front for the test's PostgreSQL: it forwards every connection to the real server, or,
+/// switched to silent, accepts and never answers (a server that hangs after `accept`). It
+/// records each silent connection: when it was accepted and when the service closed it.
+struct Front {
+    addr: std::net::SocketAddr,
+    silent: Arc<AtomicBool>,
+    accepted: Arc<Mutex<Vec<Silent>>>,
+    forwarded: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Silent {
+    /// The service's end of the connection.
+    peer: std::net::SocketAddr,
+    at: Instant,
+    closed: Option<Instant>,
+}
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+impl Front {
+    async fn start(server: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let silent = Arc::new(AtomicBool::new(true));
+        let accepted: Arc<Mutex<Vec<Silent>>> = Arc::default();
+        let forwarded: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (s, a, f) = (silent.clone(), accepted.clone(), forwarded.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, peer)) = listener.accept().await {
+                if s.load(Ordering::SeqCst) {
+                    let index = {
+                        let mut all = a.lock().expect("lock");
+                        all.push(Silent {
+                            peer,
+                            at: Instant::now(),
+                            closed: None,
+                        });
+                        all.len() - 1
+                    };
+                    let a = a.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncReadExt;
+                        let mut buf = [0u8; 1024];
+                        // Read (and drop) what the client sends, never answer, until it closes.
+                        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                        a.lock().expect("lock")[index].closed = Some(Instant::now());
+                    });
+                } else {
+                    let handle = tokio::spawn(async move {
+                        if let Ok(mut upstream) = tokio::net::TcpStream::connect(server).await {
+                            let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                        }
+                    });
+                    f.lock().expect("lock").push(handle.abort_handle());
+                }
+            }
+        });
+        Self {
+            addr,
+            silent,
+            accepted,
+            forwarded,
+            task,
+        }
+    }
+
+    fn forward(&self) {
+        self.silent.store(false, Ordering::SeqCst);
+    }
+
+    /// Silent from now on, and every forwarded connection cut (a server that hangs after a
+    /// restart): the service must open new ones.
+    fn hang(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+        for handle in self.forwarded.lock().expect("lock").drain(..) {
+            handle.abort();
+        }
+    }
+
+    fn silent_connections(&self) -> Vec<Silent> {
+        self.accepted.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
+        for handle in self.forwarded.lock().expect("lock").drain(..) {
+            handle.abort();
+        }
+    }
+}
+
+/// The local ports of `pid`'s established TCP sockets to `port` (its fds matched with
+/// /proc/<pid>/net/tcp by inode).
+fn sockets_of(pid: u32, port: u16) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    Some(
+                        link.strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let hex_port = |field: &str| {
+        field
+            .rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state, inode) = (f.get(1)?, f.get(2)?, f.get(3)?, f.get(9)?);
+            (*state == "01" && hex_port(remote) == Some(port) && inodes.contains(*inode))
+                .then(|| hex_port(local))
+                .flatten()
+        })
+        .collect()
+}
+
+/// The time limit the test gives each connection attempt, and the slack it allows.
+const CONNECT_LIMIT: Duration = Duration::from_millis(1000);
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// Waits until `front` has accepted `more` silent connections beyond `seen`, then checks
+/// that the service closed each of them within the limit and keeps no older one open.
+async fn every_attempt_is_closed_in_time(
+    front: &Front,
+    service: &Service,
+    seen: usize,
+    more: usize,
+) -> usize {
+    let enough = eventually(Duration::from_secs(30), || async {
+        front.silent_connections().len() >= seen + more
+    })
+    .await;
+    assert!(
+        enough,
+        "the service did not try again; log:\n{}",
+        service.log_text()
+    );
+    // Every attempt older than the limit (and the slack) has been closed, in time.
+    tokio::time::sleep(CONNECT_LIMIT + SLACK).await;
+    let now = Instant::now();
+    let all = front.silent_connections();
+    for c in &all[seen..] {
+        if now.duration_since(c.at) < CONNECT_LIMIT + SLACK {
+            continue;
+        }
+        let held = c.closed.map(|closed| closed.duration_since(c.at));
+        assert!(
+            held.is_some_and(|held| held <= CONNECT_LIMIT + SLACK),
+            "a connection attempt to a silent server was held {held:?} (open if None), limit {CONNECT_LIMIT:?}: {c:?}"
+        );
+    }
+    // The service's own view: each socket it has to the front belongs to a young attempt.
+    for local in sockets_of(service.pid(), front.addr.port()) {
+        let c = all
+            .iter()
+            .find(|c| c.peer.port() == local)
+            .unwrap_or_else(|| panic!("socket from port {local} not seen by the front"));
+        assert!(
+            now.duration_since(c.at) < CONNECT_LIMIT + SLACK,
+            "the service still holds a socket opened {:?} ago: {c:?}",
+            now.duration_since(c.at)
+        );
+    }
+    all.len()
+}
+
+/// A database that accepts connections and never answers, at start-up and then again while
+/// the service runs (its connections cut, every new one unanswered). Catches a connection
+/// attempt bounded only in its TCP connect (tokio-postgres' `connect_timeout`): the start-up
+/// wait, the pool and the writers would each hold a socket to the silent server for ever.
+/// Checked from both ends: the front sees each connection closed within
+/// DB_CONNECT_TIMEOUT_MS (+ slack), and /proc/<pid> shows no older socket of the service.
+/// Meanwhile `/health/ready` is 503 naming the database; once the server answers again,
+/// every order produced during the hang is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_accepts_and_never_answers_holds_no_socket_past_the_limit() {
+    let env = TestEnv::new("silentdb").await;
+    let server: std::net::SocketAddr = format!("127.0.0.1:{}", env_port(&env.database_url))
+        .parse()
+        .expect("address");
+    let front = Front::start(server).await;
+    let url = env.database_url.replace(
+        &format!(":{}/", server.port()),
+        &format!(":{}/", front.addr.port()),
+    );
+    let limit = CONNECT_LIMIT.as_millis().to_string();
+    let mut service = Service::spawn(
+        &env,
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("DB_CONNECT_TIMEOUT_MS", limit.as_str()),
+        ],
+        Duration::from_secs(30),
+    )
+    .expect("listens");
+
+    // Start-up against a silent server.
+    let seen = every_attempt_is_closed_in_time(&front, &service, 0, 4).await;
+    let (status, health) = get_json(&service, "/health/ready").await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["database"], "down", "{health}");
+    assert!(
+        service.log_text().contains("no answer within"),
+        "the log does not say why:\n{}",
+        service.log_text()
+    );
+
+    front.forward();
+    service
+        .wait_ready(Duration::from_secs(60))
+        .expect("ready once the server answers");
+    env.produce_orders((0..20).map(|i| format!("before-{i}")))
+        .await;
+    let env = &env;
+    let stored = |n: i64| async move {
+        count(&mut env.db().await, "SELECT count(*) AS n FROM orders").await == n
+    };
+    assert!(eventually(Duration::from_secs(30), || stored(20)).await);
+
+    // The server hangs while the service runs: its connections are cut, new ones unanswered.
+    front.hang();
+    env.produce_orders((0..20).map(|i| format!("during-{i}")))
+        .await;
+    every_attempt_is_closed_in_time(&front, &service, seen, 4).await;
+    let down = eventually(Duration::from_secs(10), || async {
+        let (status, health) = get_json(&service, "/health/ready").await;
+        status == 503 && health["database"] == "down"
+    })
+    .await;
+    assert!(down, "/health/ready does not report the database");
+
+    front.forward();
+    assert!(
+        eventually(Duration::from_secs(60), || stored(40)).await,
+        "the orders produced during the hang were not stored; log:\n{}",
+        service.log_text()
+    );
+    let ready = eventually(Duration::from_secs(10), || async {
+        get_json(&service, "/health/ready").await.0 == 200
+    })
+    .await;
+    assert!(ready, "/health/ready did not recover");
+    assert!(service.exited().is_none());
+}

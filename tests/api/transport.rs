@@ -75,6 +75,97 @@ impl TlsPostgres {
     }
 }
 
+impl TlsPostgres {
+    /// Where the server's files live (`scripts/pg` may keep them outside DIR, see its header).
+    fn home(&self) -> PathBuf {
+        std::fs::read_link(self.dir.join("home")).unwrap_or_else(|_| self.dir.clone())
+    }
+
+    /// `sql` through psql — libpq itself — as the superuser, by host name, with
+    /// `sslmode=verify-full` against `root`: what PostgreSQL's documentation does.
+    fn psql_verified(&self, root: &Path, sql: &str) -> Result<String, String> {
+        let url = format!(
+            "postgres://postgres:postgres@localhost:{}/orders?sslmode=verify-full&sslrootcert={}",
+            self.port,
+            root.display()
+        );
+        let out = Command::new("psql")
+            .args([url.as_str(), "-X", "-tAc", sql])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql");
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+
+    /// Makes the server present `name`.crt (key `name`.key, both in `certs`) from its next
+    /// connection on; `current` is the self-signed certificate it presents now (`None`: the
+    /// one `scripts/pg` made, signed by its CA).
+    fn present(&self, certs: &Path, name: &str, current: Option<&Path>) {
+        let set = format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{0}/{name}.crt'; \
+             ALTER SYSTEM SET ssl_key_file = '{0}/{name}.key'",
+            certs.display()
+        );
+        let verified = |sql: &str| match current {
+            Some(root) => self.psql_verified(root, sql).expect("psql"),
+            None => self.psql(sql),
+        };
+        for sql in set.split("; ") {
+            verified(sql);
+        }
+        verified("SELECT pg_reload_conf()");
+    }
+}
+
+/// Makes, in `dir`, the certificates of PostgreSQL's documentation's TLS set-up (section
+/// "Creating Certificates"): `server` (`openssl req -new -x509 -nodes -subj "/CN=localhost"`,
+/// a self-signed CA certificate), `other` (the same, another key), and `expired` (self-signed,
+/// CN=localhost, valid in January 2020 only). Keys are the postgres user's, mode 0600.
+fn self_signed_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let script = r#"
+set -e
+for name in server other; do
+  openssl req -new -x509 -days 365 -nodes -subj "/CN=localhost" \
+    -out "$name.crt" -keyout "$name.key"
+done
+mkdir -p ca && touch ca/index.txt && echo 01 > ca/serial
+cat > ca/ca.cnf <<'CNF'
+[ca]
+default_ca = self
+[self]
+dir = ca
+database = ca/index.txt
+new_certs_dir = ca
+serial = ca/serial
+default_md = sha256
+policy = any
+[any]
+commonName = supplied
+[v3]
+basicConstraints = critical, CA:TRUE
+CNF
+openssl req -new -nodes -subj "/CN=localhost" -keyout expired.key -out ca/expired.csr
+openssl ca -batch -notext -config ca/ca.cnf -extensions v3 -selfsign -keyfile expired.key \
+  -in ca/expired.csr -out expired.crt -startdate 20200101000000Z -enddate 20200131000000Z
+chmod 600 ./*.key
+chown -R postgres:postgres . 2>/dev/null || true
+"#;
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Drop for TlsPostgres {
     fn drop(&mut self) {
         let _ = Command::new(repo_root().join("scripts/pg"))
@@ -183,6 +274,103 @@ async fn postgres_over_tls_with_verify_full() {
     let (status, order) = get_json(&restarted, "/order/tls-7").await;
     assert_eq!(status, 200, "{order}");
     assert_eq!(order["order_uid"], "tls-7");
+}
+
+/// TLS as PostgreSQL's documentation sets it up: the server's self-signed certificate is the
+/// client's `sslrootcert`. libpq (psql) accepts it; so must the service, with libpq's
+/// checks. Catches webpki's refusal of a CA certificate as the server's
+/// (`CaUsedAsEndEntity`: the service waited for ever), and an exact-match rule that skips
+/// the checks that remain: another self-signed certificate under the same name, the host
+/// name under `verify-full`, the validity dates. The chain case is
+/// `postgres_over_tls_with_verify_full`.
+#[tokio::test]
+async fn postgres_with_the_documentations_self_signed_certificate() {
+    let env = TestEnv::new("pgselfsigned").await;
+    let dir = env.path("pgselfsigned");
+    let _ = std::fs::remove_dir_all(&dir);
+    let pg = TlsPostgres::start(dir);
+    let certs = pg.home().join("selfsigned");
+    self_signed_certificates(&certs);
+    let cert = |name: &str| certs.join(format!("{name}.crt"));
+    pg.present(&certs, "server", None);
+    pg.psql_verified(&cert("server"), "SELECT 1")
+        .expect("psql accepts the self-signed certificate");
+
+    let url = |user: &str, host: &str, mode: &str, root: &str| {
+        format!(
+            "postgres://{user}:{user}@{host}:{}/orders?hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={}",
+            pg.port,
+            cert(root).display()
+        )
+    };
+    let owner = |host: &str, mode: &str, root: &str| url("orders_owner", host, mode, root);
+    for (host, mode, root, refused) in [
+        ("localhost", "verify-full", "server", None),
+        ("localhost", "verify-ca", "server", None),
+        ("not-in-the-certificate.test", "verify-ca", "server", None),
+        ("not-in-the-certificate.test", "require", "server", None),
+        (
+            "not-in-the-certificate.test",
+            "verify-full",
+            "server",
+            Some("not valid for name"),
+        ),
+        ("localhost", "verify-full", "other", Some("ertificate")),
+        ("localhost", "verify-ca", "other", Some("ertificate")),
+    ] {
+        let out = run_migrate(
+            &url("orders_app", "localhost", "verify-full", "server"),
+            Some(&owner(host, mode, root)),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match refused {
+            None => assert!(out.status.success(), "{host} {mode} {root}: {stderr}"),
+            Some(why) => {
+                assert!(!out.status.success(), "{host} {mode} {root} connected");
+                assert!(stderr.contains(why), "{host} {mode} {root}: {stderr}");
+            }
+        }
+    }
+
+    // The service itself, over it: orders consumed and stored.
+    let service = Service::start(
+        &env,
+        &[
+            (
+                "DATABASE_URL",
+                &url("orders_app", "localhost", "verify-full", "server"),
+            ),
+            (
+                "MIGRATION_DATABASE_URL",
+                &owner("localhost", "verify-full", "server"),
+            ),
+        ],
+    );
+    env.produce_orders((0..10).map(|i| format!("selfsigned-{i}")))
+        .await;
+    let stored = eventually(Duration::from_secs(30), || async {
+        pg.psql_verified(&cert("server"), "SELECT count(*) FROM orders")
+            .is_ok_and(|n| n == "10")
+    })
+    .await;
+    assert!(stored, "log:\n{}", service.log_text());
+    drop(service);
+
+    // Out of its validity dates: refused by libpq, and by the service, saying why.
+    pg.present(&certs, "expired", Some(&cert("server")));
+    // (libpq says only "certificate verify failed"; the server's log has "certificate expired".)
+    pg.psql_verified(&cert("expired"), "SELECT 1")
+        .expect_err("psql refuses an expired certificate");
+    let out = run_migrate(
+        &url("orders_app", "localhost", "verify-full", "expired"),
+        Some(&owner("localhost", "verify-ca", "expired")),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "connected with an expired certificate"
+    );
+    assert!(stderr.contains("xpired"), "{stderr}");
 }
 
 /// The service's Kafka settings for one of the broker's secured listeners.
