@@ -223,19 +223,23 @@ async fn misses_right_after_a_database_restart_are_all_answered() {
     }
 }
 
-/// A front for the test's PostgreSQL: it forwards every connection to the real server, or,
-/// switched to silent, accepts and never answers (a server that hangs after `accept`). It
-/// records each silent connection: when it was accepted and when the service closed it.
+/// A front for the test's PostgreSQL: it relays every connection to the real server, or,
+/// switched to silent, accepts and never answers (a server that hangs after `accept`); a
+/// freeze also stops relaying on the connections already open, which stay open (a server
+/// that hangs mid-session). It records each connection: when it was accepted and when the
+/// service closed it.
 struct Front {
     addr: std::net::SocketAddr,
     silent: Arc<AtomicBool>,
-    accepted: Arc<Mutex<Vec<Silent>>>,
-    forwarded: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    frozen: Arc<AtomicBool>,
+    silent_accepted: Arc<Mutex<Vec<Conn>>>,
+    relayed: Arc<Mutex<Vec<Conn>>>,
+    relays: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Silent {
+struct Conn {
     /// The service's end of the connection.
     peer: std::net::SocketAddr,
     at: Instant,
@@ -245,6 +249,58 @@ struct Silent {
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+type Conns = Arc<Mutex<Vec<Conn>>>;
+
+/// Records a new connection; returns its index.
+fn record(conns: &Conns, peer: std::net::SocketAddr) -> usize {
+    let mut all = conns.lock().expect("lock");
+    all.push(Conn {
+        peer,
+        at: Instant::now(),
+        closed: None,
+    });
+    all.len() - 1
+}
+
+/// Relays bytes both ways until either side closes; while `frozen`, drops what the client
+/// sends and forwards nothing, holding both connections open. Records the client's close.
+async fn relay(
+    mut client: tokio::net::TcpStream,
+    mut server: tokio::net::TcpStream,
+    frozen: Arc<AtomicBool>,
+    conns: Conns,
+    index: usize,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut up, mut down) = ([0u8; 8192], [0u8; 8192]);
+    loop {
+        let is_frozen = frozen.load(Ordering::SeqCst);
+        tokio::select! {
+            read = client.read(&mut up) => match read {
+                Ok(n) if n > 0 => {
+                    if !frozen.load(Ordering::SeqCst) && server.write_all(&up[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                _ => {
+                    conns.lock().expect("lock")[index].closed = Some(Instant::now());
+                    break;
+                }
+            },
+            read = server.read(&mut down), if !is_frozen => match read {
+                Ok(n) if n > 0 => {
+                    if client.write_all(&down[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            },
+            // Looks at the freeze flag again now and then.
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
 impl Front {
     async fn start(server: std::net::SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -252,21 +308,21 @@ impl Front {
             .expect("listen");
         let addr = listener.local_addr().expect("addr");
         let silent = Arc::new(AtomicBool::new(true));
-        let accepted: Arc<Mutex<Vec<Silent>>> = Arc::default();
-        let forwarded: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let (s, a, f) = (silent.clone(), accepted.clone(), forwarded.clone());
+        let frozen = Arc::new(AtomicBool::new(false));
+        let silent_accepted: Conns = Arc::default();
+        let relayed: Conns = Arc::default();
+        let relays: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (s, fr, a, r, handles) = (
+            silent.clone(),
+            frozen.clone(),
+            silent_accepted.clone(),
+            relayed.clone(),
+            relays.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((mut stream, peer)) = listener.accept().await {
                 if s.load(Ordering::SeqCst) {
-                    let index = {
-                        let mut all = a.lock().expect("lock");
-                        all.push(Silent {
-                            peer,
-                            at: Instant::now(),
-                            closed: None,
-                        });
-                        all.len() - 1
-                    };
+                    let index = record(&a, peer);
                     let a = a.clone();
                     tokio::spawn(async move {
                         use tokio::io::AsyncReadExt;
@@ -276,46 +332,61 @@ impl Front {
                         a.lock().expect("lock")[index].closed = Some(Instant::now());
                     });
                 } else {
+                    let index = record(&r, peer);
+                    let (fr, r) = (fr.clone(), r.clone());
                     let handle = tokio::spawn(async move {
-                        if let Ok(mut upstream) = tokio::net::TcpStream::connect(server).await {
-                            let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                        if let Ok(upstream) = tokio::net::TcpStream::connect(server).await {
+                            relay(stream, upstream, fr, r, index).await;
                         }
                     });
-                    f.lock().expect("lock").push(handle.abort_handle());
+                    handles.lock().expect("lock").push(handle.abort_handle());
                 }
             }
         });
         Self {
             addr,
             silent,
-            accepted,
-            forwarded,
+            frozen,
+            silent_accepted,
+            relayed,
+            relays,
             task,
         }
     }
 
     fn forward(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
         self.silent.store(false, Ordering::SeqCst);
     }
 
-    /// Silent from now on, and every forwarded connection cut (a server that hangs after a
+    /// Silent from now on, and every relayed connection cut (a server that hangs after a
     /// restart): the service must open new ones.
     fn hang(&self) {
         self.silent.store(true, Ordering::SeqCst);
-        for handle in self.forwarded.lock().expect("lock").drain(..) {
+        for handle in self.relays.lock().expect("lock").drain(..) {
             handle.abort();
         }
     }
 
-    fn silent_connections(&self) -> Vec<Silent> {
-        self.accepted.lock().expect("lock").clone()
+    /// Silent from now on, and the open connections no longer answered but kept open.
+    fn freeze(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    fn silent_connections(&self) -> Vec<Conn> {
+        self.silent_accepted.lock().expect("lock").clone()
+    }
+
+    fn relayed_connections(&self) -> Vec<Conn> {
+        self.relayed.lock().expect("lock").clone()
     }
 }
 
 impl Drop for Front {
     fn drop(&mut self) {
         self.task.abort();
-        for handle in self.forwarded.lock().expect("lock").drain(..) {
+        for handle in self.relays.lock().expect("lock").drain(..) {
             handle.abort();
         }
     }
@@ -414,7 +485,9 @@ async fn every_attempt_is_closed_in_time(
 /// Checked from both ends: the front sees each connection closed within
 /// DB_CONNECT_TIMEOUT_MS (+ slack), and /proc/<pid> shows no older socket of the service.
 /// Meanwhile `/health/ready` is 503 naming the database; once the server answers again,
-/// every order produced during the hang is stored.
+/// every order produced during the hang is stored. Then the server hangs mid-session: a
+/// writer whose write times out drops its connection, which must close (caught with a
+/// driver task that outlives its connection: the socket waits on the server for ever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_accepts_and_never_answers_holds_no_socket_past_the_limit() {
     let env = TestEnv::new("silentdb").await;
@@ -432,6 +505,7 @@ async fn a_database_that_accepts_and_never_answers_holds_no_socket_past_the_limi
         &[
             ("DATABASE_URL", url.as_str()),
             ("DB_CONNECT_TIMEOUT_MS", limit.as_str()),
+            ("DB_WRITE_TIMEOUT_MS", "2000"),
         ],
         Duration::from_secs(30),
     )
@@ -483,5 +557,32 @@ async fn a_database_that_accepts_and_never_answers_holds_no_socket_past_the_limi
     })
     .await;
     assert!(ready, "/health/ready did not recover");
+
+    // The server hangs mid-session: its connections stay open and unanswered. A writer's
+    // write times out (DB_WRITE_TIMEOUT_MS) and the writer drops its connection, which must
+    // then be closed, not left waiting on the server for the answer.
+    let frozen_at = Instant::now();
+    front.freeze();
+    env.produce_orders((0..10).map(|i| format!("frozen-{i}")))
+        .await;
+    let closed = eventually(Duration::from_secs(20), || async {
+        front
+            .relayed_connections()
+            .iter()
+            .any(|c| c.closed.is_some_and(|at| at > frozen_at))
+    })
+    .await;
+    assert!(
+        closed,
+        "no connection was closed after its write timed out: {:?}; log:\n{}",
+        front.relayed_connections(),
+        service.log_text()
+    );
+    front.forward();
+    assert!(
+        eventually(Duration::from_secs(60), || stored(50)).await,
+        "the orders produced during the freeze were not stored; log:\n{}",
+        service.log_text()
+    );
     assert!(service.exited().is_none());
 }
