@@ -14,6 +14,7 @@ mod crash;
 mod db_outage;
 mod durability;
 mod fail_loud;
+mod hosts;
 mod ingest;
 mod logs;
 mod memory;
