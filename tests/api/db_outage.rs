@@ -463,6 +463,16 @@ async fn every_attempt_is_closed_in_time(
             "a connection attempt to a silent server was held {held:?} (open if None), limit {CONNECT_LIMIT:?}: {c:?}"
         );
     }
+    let held: Vec<Duration> = all[seen..]
+        .iter()
+        .filter_map(|c| Some(c.closed?.duration_since(c.at)))
+        .collect();
+    eprintln!(
+        "{} attempts on a silent server, held {:?} to {:?} (limit {CONNECT_LIMIT:?})",
+        held.len(),
+        held.iter().min(),
+        held.iter().max()
+    );
     // The service's own view: each socket it has to the front belongs to a young attempt.
     for local in sockets_of(service.pid(), front.addr.port()) {
         let c = all
@@ -585,4 +595,96 @@ async fn a_database_that_accepts_and_never_answers_holds_no_socket_past_the_limi
         service.log_text()
     );
     assert!(service.exited().is_none());
+}
+
+/// What runs inside the network namespace: loopback up, the ephemeral range pinned to the
+/// database port and the next one, the service started against that port (nothing listens
+/// there), and after its first three failed attempts, a server binding the port.
+const SELF_CONNECT_SCRIPT: &str = r#"
+set -eu
+ip link set lo up
+sysctl -q -w net.ipv4.ip_local_port_range="40000 40001"
+"$SERVICE" >/dev/null 2>"$LOG" &
+service=$!
+trap 'kill $service 2>/dev/null || true' EXIT
+i=0
+until [ "$(grep -c 'waiting for the database' "$LOG" || true)" -ge 3 ]; do
+  i=$((i + 1)); [ $i -lt 200 ] || { echo "no three connection attempts in 20 s"; exit 3; }
+  sleep 0.1
+done
+python3 - <<'PY'
+import socket, time
+start = time.time()
+while True:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL does
+    try:
+        s.bind(("127.0.0.1", 40000))
+        s.listen()
+        print(f"bound after {time.time() - start:.2f} s")
+        break
+    except OSError as e:
+        s.close()
+        if time.time() - start > 5:
+            print(f"bind refused for 5 s: {e}")
+            raise SystemExit(4)
+        time.sleep(0.05)
+PY
+"#;
+
+/// The issue this guards against, reproduced as it happened: PostgreSQL down on a port
+/// inside the ephemeral range, the service reconnecting, one reconnect given that very port
+/// as its source port — connected to itself — and PostgreSQL then unable to bind its port
+/// again ("Address already in use"). Made certain, not rare, in a private network namespace
+/// whose ephemeral range is the database port and the next one. Catches a connect that
+/// keeps a self-connection (tokio-postgres then reads its own startup message back and
+/// waits), or closes it without a reset (TIME_WAIT holds the port for a minute): the server
+/// cannot bind within 5 s. Needs root (a network namespace): skipped, and said so, without.
+#[test]
+fn a_self_connection_is_reset_and_the_server_can_bind_its_port_again() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        eprintln!("skipped: a network namespace (unshare -n) needs root");
+        return;
+    }
+    let log = repo_root().join(format!(
+        "target/test-logs/self-connect-{}.log",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(log.parent().expect("dir")).expect("log dir");
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", SELF_CONNECT_SCRIPT])
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SERVICE", env!("CARGO_BIN_EXE_orders-service"))
+        .env("LOG", &log)
+        .env(
+            "DATABASE_URL",
+            "postgres://orders_app:orders_app@127.0.0.1:40000/orders?sslmode=disable",
+        )
+        .env("KAFKA_BROKERS", "127.0.0.1:1")
+        // Fixed ports: port 0 would take the namespace's two ephemeral ports.
+        .env("HTTP_ADDR", "127.0.0.1:8081")
+        .env("ADMIN_ADDR", "127.0.0.1:9081")
+        .env("DB_CONNECT_TIMEOUT_MS", "1000")
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let service_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{stdout}{}\nservice log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        service_log.lines().take(20).collect::<Vec<_>>().join("\n")
+    );
+    let reset = service_log.matches("connected to itself (").count();
+    assert!(reset > 0, "the scenario did not happen:\n{service_log}");
+    eprintln!(
+        "{reset} self-connections reset; the server {}",
+        stdout.trim()
+    );
 }

@@ -16,10 +16,7 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: PathBuf) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = server_port();
         let status = Command::new(repo_root().join("scripts/pg"))
             .args(["start", dir.to_str().expect("path"), &port.to_string()])
             .stdout(Stdio::null())

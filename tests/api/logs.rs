@@ -134,11 +134,8 @@ async fn no_database_password_reaches_a_log_line_or_an_error() {
         .split_once('@')
         .map(|(_, hostport)| hostport)
         .expect("url has userinfo");
-    let nowhere = {
-        // A port nothing listens on: bound, then released.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    // A port nothing listens on.
+    let nowhere = server_port();
     let runs: [(&str, String, Option<String>); 4] = [
         (
             "canary-query-nowhere",
