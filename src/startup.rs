@@ -251,8 +251,8 @@ async fn prepare_database(
     Ok(())
 }
 
-/// Least privilege, checked: says so when the runtime role may update or delete (a role
-/// set up by an older version could delete dead letters), and how to take it back.
+/// Least privilege, checked: says so when the runtime role may update or delete (e.g. a
+/// role that was granted DELETE on dead_letters for retention), and how to take it back.
 async fn warn_about_excess_rights(config: &Config, pool: &PgPool) {
     let extra = match pool.get().await {
         Ok(mut conn) => db::excess_rights(&mut conn).await,

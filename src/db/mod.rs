@@ -316,9 +316,9 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// The statements that give `role` exactly the runtime rights (see [`RUNTIME_GRANTS`]):
-/// whatever it was granted before on these tables is revoked first, so a role set up when
-/// the runtime role still ran retention loses its `DELETE` on `dead_letters`. One batch,
-/// one transaction: the role never stands without its rights in between.
+/// whatever else it was granted on these tables is revoked first (a role that was given
+/// `DELETE` on `dead_letters` for retention loses it). One batch, one transaction: the role
+/// never stands without its rights in between.
 fn runtime_grants(role: &str) -> String {
     let role = quote_ident(role);
     let mut sql = format!("GRANT USAGE ON SCHEMA public TO {role};\n");

@@ -632,7 +632,7 @@ while True:
 PY
 "#;
 
-/// The issue this guards against, reproduced as it happened: PostgreSQL down on a port
+/// The accident this guards against, reproduced as it happened: PostgreSQL down on a port
 /// inside the ephemeral range, the service reconnecting, one reconnect given that very port
 /// as its source port — connected to itself — and PostgreSQL then unable to bind its port
 /// again ("Address already in use"). Made certain, not rare, in a private network namespace

@@ -121,7 +121,7 @@ fn outputs(out: &std::process::Output) -> String {
 }
 
 /// Catches a password printed in any of its forms — the URL's userinfo, its `password=`
-/// query parameter (the driver accepts it; `redact` once hid the userinfo only), a
+/// query parameter (the driver accepts it; hiding the userinfo alone misses it), a
 /// key-value connection string — in the log of a service that waits for an unreachable
 /// database, one refused for a wrong password, a failed migration, the start-up errors of
 /// a bad URL, and the commands. Each run gets its own canary, so a failure names the path.

@@ -72,10 +72,10 @@ async fn dead_letter_count(url: &str) -> i64 {
     count(&mut conn, "SELECT count(*) AS n FROM dead_letters").await
 }
 
-/// Catches a runtime role that may delete: the old grant (`SELECT, INSERT, DELETE` on
-/// `dead_letters`), and a grant step that adds rights without revoking the ones an earlier
-/// version gave (the role keeps its DELETE after `migrate`); and a start-up that does not
-/// say so.
+/// Catches a runtime role that may delete: a grant of `SELECT, INSERT, DELETE` on
+/// `dead_letters`, and a grant step that adds rights without revoking the ones the role
+/// already has (it keeps a DELETE granted by hand after `migrate`); and a start-up that
+/// does not say so.
 #[tokio::test]
 async fn the_runtime_role_may_not_delete_and_migrate_takes_back_an_old_grant() {
     let env = TestEnv::new("no_delete").await;
@@ -100,7 +100,7 @@ async fn the_runtime_role_may_not_delete_and_migrate_takes_back_an_old_grant() {
     let error = refused(app.clone()).await;
     assert!(error.contains("permission denied"), "{error}");
 
-    // A role set up by an older version, which deleted old dead letters itself.
+    // A role that was given DELETE for retention.
     owner_conn
         .batch_execute("GRANT DELETE ON dead_letters TO orders_app")
         .await
