@@ -348,7 +348,6 @@ async fn start_ingest(
             ..WritePolicy::default()
         },
         write_timeout: config.ingest.write_timeout,
-        connect_timeout: config.ingest.connect_timeout,
         cache_compression: config.cache_compression,
     };
     let peers = WriterPeers {

@@ -39,8 +39,6 @@ pub struct WriterSettings {
     /// Longest one write transaction may take before the connection is dropped (which rolls
     /// it back) and the batch is written in halves.
     pub write_timeout: Duration,
-    /// Longest a connection attempt may take (a proxy can accept TCP for a dead database).
-    pub connect_timeout: Duration,
     /// The form stored orders are sent to the cache in (packed here, off the cache's thread).
     pub cache_compression: CacheCompression,
 }
@@ -71,7 +69,6 @@ impl OrderWriter {
             target: settings.database.clone(),
             topic: settings.topic.clone(),
             write_timeout: settings.write_timeout,
-            connect_timeout: settings.connect_timeout,
             conn: None,
         };
         Self {
@@ -226,12 +223,12 @@ impl Handler<Write> for OrderWriter {
     }
 }
 
-/// PostgreSQL as a [`BatchStore`]: one connection, opened on demand, with timeouts.
+/// PostgreSQL as a [`BatchStore`]: one connection, opened on demand (each attempt bounded
+/// by `DbTarget::connect` itself, per host of the URL), and a write timeout.
 struct PgStore {
     target: DbTarget,
     topic: String,
     write_timeout: Duration,
-    connect_timeout: Duration,
     conn: Option<AsyncPgConnection>,
 }
 
@@ -239,21 +236,10 @@ impl BatchStore for PgStore {
     async fn write(&mut self, batch: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
-            None => {
-                let connect = self.target.connect();
-                match tokio::time::timeout(self.connect_timeout, connect).await {
-                    Ok(Ok(conn)) => conn,
-                    Ok(Err(e)) => {
-                        return Err(StoreError::Unavailable(format!("cannot connect: {e}")));
-                    }
-                    Err(_) => {
-                        return Err(StoreError::Unavailable(format!(
-                            "connecting timed out after {:?}",
-                            self.connect_timeout
-                        )));
-                    }
-                }
-            }
+            None => match self.target.connect().await {
+                Ok(conn) => conn,
+                Err(e) => return Err(StoreError::Unavailable(format!("cannot connect: {e}"))),
+            },
         };
         let started = Instant::now();
         let written = tokio::time::timeout(
