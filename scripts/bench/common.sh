@@ -1,5 +1,11 @@
-# Shared by scripts/bench-ingest and scripts/bench-read (sourced).
+# Shared by the scripts/bench-* commands (sourced).
 # shellcheck shell=bash
+#
+# Every benchmark runs the service as users run it: its shipped defaults, logging included
+# (RUST_LOG unset: info, the access log on), with a DLQ topic (made by bench_fresh), its log
+# written to a file (what a log collector reading its stderr takes). Only the deployment's
+# own addresses are set. A figure that needs another setting passes it to
+# bench_start_service and names it beside the figure.
 
 bench_setup() {
   root="$(repo_root)"
@@ -23,34 +29,58 @@ bench_setup() {
     log "using the binaries in $bin"
   else
     log "building release binaries"
-    (cd "$root" && cargo build --release --locked --bins --quiet)
+    # bench_cargo_args: what else a benchmark builds with them (e.g. --example NAME).
+    (cd "$root" && cargo build --release --locked --bins ${bench_cargo_args[@]+"${bench_cargo_args[@]}"} --quiet)
     bin="${CARGO_TARGET_DIR:-$root/target}/release"
   fi
   service_pid=""
-  trap 'bench_stop_service; "$here/infra" down "$bench_dir/infra" >/dev/null 2>&1 || true' EXIT
+  bench_pids=()
+  trap 'bench_stop_service; bench_stop_others; "$here/infra" down "$bench_dir/infra" >/dev/null 2>&1 || true' EXIT
 }
 
-# bench_fresh NAME: a new database and a 6-partition topic; sets db_url and topic.
+# Other processes a benchmark started (bench_pids+=("$!")): stopped on exit.
+bench_stop_others() {
+  local pid
+  for pid in "${bench_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  bench_pids=()
+}
+
+# bench_fresh NAME: a new database, a 6-partition topic and its DLQ topic; sets db_url,
+# topic and dlq_topic.
 bench_fresh() {
   local id="bench_${1}_$(date +%s%N)"
   psql -q "$ADMIN_DATABASE_URL" -c "CREATE DATABASE \"$id\" OWNER orders_app" >/dev/null
   db_url="${ADMIN_DATABASE_URL/postgres:postgres@/orders_app:orders_app@}"
   db_url="${db_url%/*}/$id"
   topic="orders_$id"
-  "$here/kafka" create-topic "$KAFKA_PORT" "$topic" 6 >/dev/null 2>&1
+  # Beside the topic rather than the default orders.dlq: one per run, removed with the run's
+  # topic by the next bench_setup.
+  dlq_topic="${topic}_dlq"
+  "$here/kafka" create-topic "$KAFKA_PORT" "$topic" 6 >/dev/null 2>&1 ||
+    die "cannot create the topic $topic"
+  "$here/kafka" create-topic "$KAFKA_PORT" "$dlq_topic" 1 >/dev/null 2>&1 ||
+    die "cannot create the DLQ topic $dlq_topic"
 }
 
-# bench_start_service [VAR=value ...]: starts the release service on free ports; sets base
-# (public listener) and admin (admin listener). $service_bin, if set, is run instead.
+# bench_start_service [VAR=value ...]: starts the release service on free ports with its
+# shipped defaults plus these settings; sets base (public listener), admin (admin listener)
+# and service_pid. $service_bin, if set, is run instead. Its log (stderr) goes to
+# $bench_dir/service.log, emptied at each start.
 bench_start_service() {
   local out="$bench_dir/service.out" exe
   : >"$out"
   exe="$(realpath "${service_bin:-$bin/orders-service}")"
   # Started in / so that the service's dotenv search finds no .env: the local run's settings
   # there (HTTP_IDLE_POLL_US) must not change what the benchmarks measure, the defaults.
-  (cd / && exec env DATABASE_URL="$db_url" KAFKA_BROKERS="$KAFKA_BROKERS" KAFKA_TOPIC="$topic" \
-    KAFKA_GROUP_ID="group_$topic" KAFKA_DLQ_TOPIC="" HTTP_ADDR=127.0.0.1:0 ADMIN_ADDR=127.0.0.1:0 RUST_LOG=warn \
-    MIGRATION_DATABASE_URL="" "$@" \
+  # A clean environment for the same reason: a shell that exports RUST_LOG or ACCESS_LOG
+  # would otherwise change what is measured.
+  (cd / && exec env -i PATH="$PATH" HOME="${HOME:-/}" \
+    DATABASE_URL="$db_url" KAFKA_BROKERS="$KAFKA_BROKERS" KAFKA_TOPIC="$topic" \
+    KAFKA_GROUP_ID="group_$topic" KAFKA_DLQ_TOPIC="$dlq_topic" \
+    HTTP_ADDR=127.0.0.1:0 ADMIN_ADDR=127.0.0.1:0 MIGRATION_DATABASE_URL="" "$@" \
     "$exe") >"$out" 2>"$bench_dir/service.log" &
   service_pid=$!
   base=""
@@ -99,7 +129,9 @@ warmup_ms() { awk -v s="$(metric orders_warmup_seconds)" 'BEGIN {printf "%.0f", 
 
 # wrk's latency ("61.00us", "1.23ms", "2.00s") in microseconds.
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000 }'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$service_pid/stat"; }
+cpu_ticks() { proc_ticks "$service_pid"; }
+# proc_ticks PID: the CPU time of process PID (user + system, all its threads), in clock ticks.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # single_run [PATH]: one connection, one request at a time for 5 s, to random ids from $ids
 # (or to PATH); prints p50 µs, p99 µs and the service's CPU µs per request.
