@@ -37,7 +37,7 @@
 //! - [`metrics`]: every Prometheus metric, declared once with its help text.
 
 pub mod actors;
-pub mod cache_entry;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -21,10 +21,10 @@ use actix::prelude::*;
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 
-use crate::actors::cache_actor::{CacheActor, HostedCache};
 use crate::actors::db_reader::{DbReader, ReaderSettings};
 use crate::actors::kafka_reader::{KafkaReader, SetWriters};
 use crate::actors::order_writer::{OrderWriter, WriterPeers, WriterSettings};
+use crate::cache::{self, CacheActor, CacheHandle, HostedCache};
 use crate::config::Config;
 use crate::db::{self, PgPool};
 use crate::health::{DlqState, Health};
@@ -66,13 +66,22 @@ impl Application {
             max_payload_bytes: config.ingest.max_payload_bytes,
         };
         let db_reader = DbReader::new(pool.clone(), health.clone(), reader_settings).start();
-        // Started by the first HTTP worker, on its thread (see `cache_actor`).
+        // Started by the first HTTP worker, on its thread (see `cache::actor`).
         let (cache, hosted_cache) = HostedCache::new(CacheActor::new(
             config.cache_max_bytes,
             config.cache_compression,
             config.max_misses_in_flight,
             db_reader.clone().recipient(),
         ));
+        let cache_handle = CacheHandle::new(
+            cache::Peers {
+                cache: cache.clone(),
+                loader: db_reader.clone().recipient(),
+                health: health.clone(),
+            },
+            hosted_cache,
+            config.cache_compression,
+        );
         let reader_slot = Arc::new(OnceLock::new());
 
         let bind = |name: &str, addr: &str| {
@@ -87,12 +96,11 @@ impl Application {
             n => n,
         };
         let state = actix_web::web::Data::new(AppState {
-            cache: cache.clone(),
+            cache: cache_handle,
             db: db_reader,
             reader: reader_slot.clone(),
             health: health.clone(),
             access_log: config.access_log,
-            cache_compression: config.cache_compression,
         });
         let metrics = http::http_metrics()?;
         let options = http::PublicOptions {
@@ -100,13 +108,7 @@ impl Application {
             idle_poll: config.http_idle_poll,
             order_list: config.public_order_list,
         };
-        let server = http::public_server(
-            public,
-            state.clone(),
-            metrics.clone(),
-            options,
-            hosted_cache,
-        )?;
+        let server = http::public_server(public, state.clone(), metrics.clone(), options)?;
         let admin = http::admin_server(admin, state, metrics, config.admin_token.clone())?;
         if config.public_order_list {
             log::warn!(
@@ -269,7 +271,7 @@ async fn warn_about_excess_rights(config: &Config, pool: &PgPool) {
     }
 }
 
-/// Loads the newest stored orders into the cache (see [`crate::actors::warm_up`]).
+/// Loads the newest stored orders into the cache (see [`crate::cache::warm_up`]).
 async fn warm_cache(
     config: &Config,
     pool: &PgPool,
@@ -280,8 +282,7 @@ async fn warm_cache(
     let warmed = if config.cache_max_bytes == 0 {
         0 // The cache is off: nothing to read.
     } else {
-        crate::actors::warm_up::warm_up(&config.database, config.cache_compression, pool, cache)
-            .await?
+        cache::warm_up(&config.database, config.cache_compression, pool, cache).await?
     };
     let elapsed = started.elapsed();
     METRICS.warmup_orders.set(warmed as i64);

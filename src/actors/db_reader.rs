@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::cache::messages::{LoadOrder, Loaded};
 use crate::db::dead_letters::{self, LetterFilter, ReplayRecord};
 use crate::db::models::OrderSummary;
 use crate::db::{DbError, PgPool, queries};
@@ -45,15 +46,6 @@ pub struct ReplayLetters {
     pub filter: LetterFilter,
     pub limits: replay::Limits,
     pub dry_run: bool,
-}
-
-/// One stored order's JSON: the CacheActor's read on a miss (and the HTTP workers' own while
-/// the CacheActor is gone). The read and the serialization run here, on the main System with
-/// the pool, wherever the CacheActor lives.
-#[derive(Message)]
-#[rtype(result = "Result<Option<Vec<u8>>, DbError>")]
-pub struct LoadOrder {
-    pub uid: String,
 }
 
 /// Number of stored orders, counted at most once per [`count_interval`]: callers in between
@@ -201,8 +193,10 @@ impl Handler<RecentOrders> for DbReader {
     }
 }
 
+/// A miss of the cache: the read and the serialization run here, on the main System with
+/// the pool, wherever the CacheActor lives.
 impl Handler<LoadOrder> for DbReader {
-    type Result = ResponseFuture<Result<Option<Vec<u8>>, DbError>>;
+    type Result = ResponseFuture<Loaded>;
 
     fn handle(&mut self, msg: LoadOrder, _: &mut Context<Self>) -> Self::Result {
         let pool = self.pool.clone();

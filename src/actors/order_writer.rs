@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use diesel_async::AsyncPgConnection;
 
-use super::cache_actor::Put;
 use super::messages::{RawMessage, Write, WriterState, Written};
-use crate::cache_entry::CacheCompression;
+use crate::cache::{CacheCompression, Put};
 use crate::db::{DbError, DbTarget, queries};
 use crate::domain::parse_and_validate;
 use crate::health::Health;

@@ -65,7 +65,7 @@ pub struct Config {
     /// misses; a miss beyond it is answered 503 `busy` at once.
     pub max_misses_in_flight: usize,
     /// `CACHE_COMPRESSION`: orders kept as JSON (`off`) or zstd-compressed.
-    pub cache_compression: crate::cache_entry::CacheCompression,
+    pub cache_compression: crate::cache::CacheCompression,
     /// Longest the ordered stop may take before the process exits anyway.
     pub shutdown_timeout: Duration,
     /// Apply pending migrations at start-up (under an advisory lock); `false` waits for a
@@ -279,7 +279,7 @@ impl Config {
             cache_compression: vars.one_of(
                 "CACHE_COMPRESSION",
                 "off",
-                crate::cache_entry::CacheCompression::parse,
+                crate::cache::CacheCompression::parse,
                 "must be off or zstd",
             )?,
             shutdown_timeout: Duration::from_millis(vars.number(
@@ -356,7 +356,7 @@ impl Config {
         }
         if config.cache_max_bytes == 0 {
             // No cache: nothing would keep what the writers compressed for it.
-            config.cache_compression = crate::cache_entry::CacheCompression::Off;
+            config.cache_compression = crate::cache::CacheCompression::Off;
         }
         Ok(config)
     }
@@ -514,23 +514,17 @@ mod tests {
         assert_eq!(c.kafka.dlq_topic.as_deref(), Some("orders.dlq"));
         assert_eq!(c.http_addr, "0.0.0.0:8081");
         assert_eq!(c.ingest.max_payload_bytes, 65536);
-        assert_eq!(
-            c.cache_compression,
-            crate::cache_entry::CacheCompression::Off
-        );
+        assert_eq!(c.cache_compression, crate::cache::CacheCompression::Off);
     }
 
     #[test]
     fn cache_compression_is_off_or_zstd_and_a_bad_value_names_it() {
         let c = load(&[DB, ("CACHE_COMPRESSION", "zstd")]).expect("valid");
-        assert_eq!(
-            c.cache_compression,
-            crate::cache_entry::CacheCompression::Zstd
-        );
+        assert_eq!(c.cache_compression, crate::cache::CacheCompression::Zstd);
         let off = load(&[DB, ("CACHE_COMPRESSION", "zstd"), ("CACHE_MAX_BYTES", "0")]);
         assert_eq!(
             off.expect("valid").cache_compression,
-            crate::cache_entry::CacheCompression::Off,
+            crate::cache::CacheCompression::Off,
             "nothing to compress for without a cache"
         );
         let err = load(&[DB, ("CACHE_COMPRESSION", "gzip")]).expect_err("invalid");

@@ -45,22 +45,7 @@ pub struct Order {
     pub oof_shard: CompactString,
 }
 
-impl Order {
-    /// The order's canonical JSON, in model.json's field order: what the content hash, the
-    /// cache and the API use. The one place an order becomes bytes.
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut json = Vec::with_capacity(2048);
-        self.write_json(&mut json);
-        json
-    }
-
-    /// [`Self::to_json`] appended to `out`: a caller serializing many orders reuses one
-    /// buffer instead of growing a new one for each (the warm-up's cost was a third malloc).
-    /// Written by hand ([`super::json`]), byte for byte what serde_json writes for an `Order`.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        super::json::write_order(out, self);
-    }
-}
+// The order's JSON (`Order::to_json`, `Order::write_json`) is written in `super::json`.
 
 /// Where the order goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
-use super::Order;
+use super::order::Order;
 
 /// Why a message was rejected. The string forms are part of the interface: they are stored in
 /// `dead_letters.reason`, sent in the DLQ `reason` header and used as metric labels.

@@ -4,10 +4,9 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::AppState;
 use super::error::ApiError;
 use super::orders::{next_before, parse_cursor, parse_limit, personal_data};
-use crate::actors::cache_actor::Put;
+use super::state::AppState;
 use crate::actors::db_reader::{DeadLetterPage, ReplayLetters};
 use crate::db::dead_letters::LetterFilter;
 use crate::replay;
@@ -134,10 +133,7 @@ pub async fn replay(
         })
         .await??;
     for (uid, json) in &summary.stored_orders {
-        state.cache.do_send(Put {
-            uid: uid.clone(),
-            json: state.cache_compression.pack(json),
-        });
+        state.cache.put(uid.clone(), json);
     }
     Ok(personal_data().json(&summary))
 }

@@ -2,19 +2,17 @@
 
 mod access;
 mod admin;
-pub mod cache_client;
 mod dead_letters;
 mod error;
 mod idle_poll;
 mod ops;
 mod orders;
 mod pages;
+mod state;
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Server, Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
@@ -23,30 +21,12 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 
 pub use error::ApiError;
+pub use state::AppState;
 
 use self::admin::AdminAuth;
-use self::cache_client::CacheClient;
 
-use crate::actors::cache_actor::{CacheActor, HostedCache};
-use crate::actors::db_reader::DbReader;
-use crate::actors::kafka_reader::KafkaReader;
 use crate::config::AdminToken;
-use crate::health::Health;
 use crate::metrics::METRICS;
-
-/// What the handlers share: actor addresses (the CacheActor lives on the first HTTP worker,
-/// the others on the main System).
-pub struct AppState {
-    pub cache: Addr<CacheActor>,
-    pub db: Addr<DbReader>,
-    /// Set once ingestion has started (the HTTP server starts before it).
-    pub reader: Arc<std::sync::OnceLock<Addr<KafkaReader>>>,
-    pub health: Arc<Health>,
-    /// `ACCESS_LOG`.
-    pub access_log: bool,
-    /// `CACHE_COMPRESSION`: the form orders are sent to the cache in.
-    pub cache_compression: crate::cache_entry::CacheCompression,
-}
 
 /// Only the service's own scripts and styles; no inline code, no third parties.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -125,12 +105,10 @@ pub fn public_server(
     state: web::Data<AppState>,
     prometheus: PrometheusMetrics,
     options: PublicOptions,
-    cache: HostedCache,
 ) -> anyhow::Result<Server> {
-    let cache = Arc::new(cache);
     let index = web::Data::new(pages::PublicIndex::new(options.order_list));
     let server = HttpServer::new(move || {
-        if cache.start_here() {
+        if state.cache.host_here() {
             log::debug!(
                 "the cache actor runs on {:?}",
                 std::thread::current().name()
@@ -179,14 +157,10 @@ pub struct PublicOptions {
     pub order_list: bool,
 }
 
-/// A worker's client of the CacheActor; built in the `HttpServer` factory, so one per
-/// worker: see `cache_client`.
-fn cache_client(state: &AppState) -> web::Data<CacheClient> {
-    web::Data::new(CacheClient::new(cache_client::Peers {
-        cache: state.cache.clone(),
-        loader: state.db.clone().recipient(),
-        health: state.health.clone(),
-    }))
+/// A worker's client of the cache; built in the `HttpServer` factory, so one per worker
+/// (see `cache::client`).
+fn cache_client(state: &AppState) -> web::Data<crate::cache::CacheClient> {
+    web::Data::new(state.cache.client())
 }
 
 /// The admin listener (`ADMIN_ADDR`, loopback unless `ADMIN_TOKEN` is set): the operator's

@@ -3,9 +3,8 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::AppState;
 use super::error::ApiError;
-use crate::actors::cache_actor::GetCacheStats;
+use super::state::AppState;
 use crate::actors::db_reader::CountOrders;
 use crate::actors::kafka_reader::GetReaderStats;
 use crate::domain::RejectReason;
@@ -33,8 +32,8 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /stats`: counters, cache, consumer positions and lag.
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    // Null once the CacheActor is gone (see `cache_client`).
-    let cache = state.cache.send(GetCacheStats).await.ok();
+    // Null once the CacheActor is gone (see `cache::client`).
+    let cache = state.cache.stats().await;
     let consumer = match state.reader.get() {
         Some(reader) => Some(reader.send(GetReaderStats).await?),
         None => None,

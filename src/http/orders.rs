@@ -5,12 +5,10 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use serde::Deserialize;
 
-use super::AppState;
-use super::cache_client::CacheClient;
 use super::error::ApiError;
-use crate::actors::cache_actor::Lookup;
+use super::state::AppState;
 use crate::actors::db_reader::RecentOrders;
-use crate::cache_entry;
+use crate::cache::{self, CacheClient, Lookup};
 use crate::domain::rules::is_valid_order_uid;
 
 const DEFAULT_LIMIT: i64 = 20;
@@ -41,7 +39,7 @@ pub async fn get_order(
         Lookup::Busy => return Err(ApiError::Busy(BUSY.into())),
     };
     // Decompressed here, on this worker, when CACHE_COMPRESSION=zstd (else as it is).
-    let json = cache_entry::unpack(entry).map_err(|e| {
+    let json = cache::unpack(entry).map_err(|e| {
         crate::logging::request_failure(log::Level::Error, || {
             format!("the cached copy of order {uid} cannot be decompressed: {e}")
         });

@@ -13,8 +13,9 @@ use actix_web::web::Bytes;
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
-use super::cache_actor::{CacheActor, Warm};
-use crate::cache_entry::CacheCompression;
+use super::actor::CacheActor;
+use super::entry::CacheCompression;
+use super::messages::Warm;
 use crate::db::{DbTarget, PgPool, queries};
 
 /// Threads reading pages side by side.
@@ -161,8 +162,8 @@ async fn deliver_in_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::cache_actor::tests::without_database;
-    use crate::actors::cache_actor::{GetCacheStats, Lookup};
+    use crate::cache::messages::{GetCacheStats, Lookup};
+    use crate::cache::test_support::{client, without_database};
 
     #[test]
     fn pages_cover_every_id_once_newest_first() {
@@ -209,7 +210,7 @@ mod tests {
         assert_eq!(stats.evictions, 0, "the warm-up never evicts");
         assert_eq!(cached, stats.entries);
         assert!(cached >= 20, "pages 0 and 1 fit: {cached}");
-        let client = crate::http::cache_client::tests::client(cache);
+        let client = client(cache);
         for i in 0..20 {
             let lookup = client.get(format!("order{i}")).await;
             assert!(matches!(lookup, Lookup::Hit(_)), "order{i}: {lookup:?}");

@@ -27,10 +27,56 @@ use std::sync::Arc;
 use actix::{Addr, Recipient};
 use tokio::sync::oneshot;
 
-use crate::actors::cache_actor::{Answer, CacheActor, Get, Lookup, loaded};
-use crate::actors::db_reader::LoadOrder;
+use super::actor::{CacheActor, HostedCache};
+use super::entry::CacheCompression;
+use super::messages::{Answer, CacheStats, Get, GetCacheStats, LoadOrder, Lookup, Put};
 use crate::health::Health;
 use crate::metrics::METRICS;
+
+/// The cache as the HTTP side holds it (in its shared state): it makes each worker's
+/// [`CacheClient`], starts the actor on the first worker that asks, reads the cache's
+/// statistics and hands it the orders a replay stored. The handlers never address the
+/// actor themselves.
+#[derive(Clone)]
+pub struct CacheHandle {
+    peers: Peers,
+    hosted: Arc<HostedCache>,
+    /// The form orders are sent to the cache in (`CACHE_COMPRESSION`).
+    compression: CacheCompression,
+}
+
+impl CacheHandle {
+    pub fn new(peers: Peers, hosted: HostedCache, compression: CacheCompression) -> Self {
+        Self {
+            peers,
+            hosted: Arc::new(hosted),
+            compression,
+        }
+    }
+
+    /// A client for the calling worker (one per worker: see the module doc).
+    pub fn client(&self) -> CacheClient {
+        CacheClient::new(self.peers.clone())
+    }
+
+    /// Starts the actor on this thread if no thread has yet; true if it did.
+    pub fn host_here(&self) -> bool {
+        self.hosted.start_here()
+    }
+
+    /// The cache's statistics; `None` once the actor is gone.
+    pub async fn stats(&self) -> Option<CacheStats> {
+        self.peers.cache.send(GetCacheStats).await.ok()
+    }
+
+    /// Puts an order just stored (by a replay) in the cache, packed here.
+    pub fn put(&self, uid: String, json: &[u8]) {
+        self.peers.cache.do_send(Put {
+            uid,
+            json: self.compression.pack(json),
+        });
+    }
+}
 
 pub struct CacheClient {
     peers: Peers,
@@ -118,31 +164,20 @@ fn read_without_cache(peers: &Peers, uids: Vec<String>, waiters: Vec<oneshot::Se
     for (uid, waiter) in uids.into_iter().zip(waiters) {
         let load = peers.loader.send(LoadOrder { uid: uid.clone() });
         actix_web::rt::spawn(async move {
-            let _ = waiter.send(Answer::Ready(loaded(&uid, load.await)));
+            let _ = waiter.send(Answer::Ready(Lookup::loaded(&uid, load.await)));
         });
     }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::collections::HashMap;
 
     use actix::prelude::*;
     use actix_web::web::Bytes;
 
     use super::*;
-    use crate::actors::cache_actor::Put;
-    use crate::actors::cache_actor::tests::{NoDatabase, without_database};
-    use crate::db::DbError;
-
-    /// A client of `cache` whose database is down.
-    pub(crate) fn client(cache: Addr<CacheActor>) -> CacheClient {
-        CacheClient::new(Peers {
-            cache,
-            loader: NoDatabase.start().recipient(),
-            health: Arc::new(Health::new()),
-        })
-    }
+    use crate::cache::test_support::{Stored, client, without_database};
 
     fn json_of(uid: &str) -> Bytes {
         Bytes::from(format!("{{\"order_uid\":\"{uid}\"}}"))
@@ -233,21 +268,6 @@ pub(crate) mod tests {
         // The database is unreachable: the miss is reported as unavailable, not lost.
         assert!(matches!(miss.await, Lookup::Unavailable));
         assert_eq!(client.batches_sent(), 1);
-    }
-
-    /// Stands in for the DbReader with these orders stored.
-    struct Stored(HashMap<String, Vec<u8>>);
-
-    impl Actor for Stored {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<LoadOrder> for Stored {
-        type Result = Result<Option<Vec<u8>>, DbError>;
-
-        fn handle(&mut self, msg: LoadOrder, _: &mut Context<Self>) -> Self::Result {
-            Ok(self.0.get(&msg.uid).cloned())
-        }
     }
 
     #[actix_rt::test]
