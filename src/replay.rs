@@ -1,7 +1,9 @@
 //! Dead-letter replay: each selected dead letter's original payload goes through the current
-//! validation and write path again. It is stored, found a duplicate (or a conflict), or stays
-//! rejected with the current reason; the outcome is recorded in `dead_letter_replays`, the
-//! dead letter itself is kept unchanged as history.
+//! validation and the writers' write path again (`ingest::durable::write_durably` over
+//! `ingest::store::RunStore`). It is stored, found a duplicate (or a conflict), or stays
+//! rejected with the current reason (`storage` when the database refuses the order itself);
+//! the outcome is recorded in `dead_letter_replays`, the dead letter itself is kept unchanged
+//! as history.
 //!
 //! Replaying twice changes nothing: a letter settled by a replay (`stored`, `duplicate`,
 //! `conflict`) is not selected again, and a letter still rejected for the same reason gets no
@@ -11,7 +13,9 @@
 //! - at most [`Limits::letters`] letters (at most [`MAX_LETTERS_PER_RUN`]); when it stops at
 //!   that cap the summary's `next_after` is the cursor to continue from;
 //! - one transaction: the orders it stores and the replay records are committed together or
-//!   not at all (a letter deleted by retention meanwhile fails the run, with nothing written);
+//!   not at all (a letter deleted by retention meanwhile fails the run, with nothing written;
+//!   each batch of orders is a savepoint of it, so an order the database refuses is rolled
+//!   back alone; a lost connection fails the run);
 //! - one run at a time across every instance and the CLI: the transaction first takes a
 //!   PostgreSQL advisory lock, and a second run gets [`ReplayError::Busy`] at once.
 
@@ -24,9 +28,11 @@ use serde::Serialize;
 use diesel::sql_types::{BigInt, Bool};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use crate::db::DbError;
 use crate::db::dead_letters::{self, LetterFilter, NewReplay, ReplayCandidate};
-use crate::db::{DbError, queries};
 use crate::domain::{RejectReason, Rejection, parse_and_validate};
+use crate::ingest::durable::{WritePolicy, write_durably};
+use crate::ingest::store::RunStore;
 use crate::ingest::{Incoming, Outcome, Position};
 
 /// Dead letters read and written per round trip.
@@ -327,7 +333,12 @@ async fn replay_page(
     }
     for (topic, letters) in to_write {
         let (ids, batch): (Vec<i64>, Vec<Incoming>) = letters.into_iter().unzip();
-        let outcomes = queries::write_batch(conn, &topic, &batch).await?;
+        // The writers' policy over the run's transaction: a refused order is isolated and
+        // kept as a `storage` dead letter (recorded `rejected`), the rest is stored; a lost
+        // connection ends the run with nothing written.
+        let mut store = RunStore::new(conn, &topic);
+        let outcomes =
+            write_durably(&mut store, &batch, &WritePolicy::default(), &mut |_| {}).await?;
         for ((id, incoming), outcome) in ids.into_iter().zip(batch).zip(outcomes) {
             let (result, rejection) = result_of(&outcome);
             match result {

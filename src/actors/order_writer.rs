@@ -3,7 +3,8 @@
 //! orders in the cache, and only then tells the reader the messages are done.
 //!
 //! The rules for failures (retry, split, dead-letter, block) are in
-//! [`crate::ingest::durable`]; this actor is the plumbing around them:
+//! [`crate::ingest::durable`], the transaction in [`crate::ingest::store`]; this actor is the
+//! plumbing around them:
 //! - A message is reported done only after its transaction committed. A crash before that
 //!   means the reader never commits it: it comes again.
 //! - While the database does not answer, or refuses a message *and* its dead letter, the
@@ -12,17 +13,17 @@
 //!   writer are written in order, writers run in parallel.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
-use diesel_async::AsyncPgConnection;
 
 use super::messages::{RawMessage, Write, WriterState, Written};
 use crate::cache::{CacheCompression, Put};
-use crate::db::{DbError, DbTarget, queries};
+use crate::db::DbTarget;
 use crate::domain::parse_and_validate;
 use crate::health::Health;
-use crate::ingest::durable::{BatchStore, Condition, StoreError, WritePolicy, write_durably};
+use crate::ingest::durable::{Condition, WritePolicy, write_durably};
+use crate::ingest::store::PgStore;
 use crate::ingest::{Incoming, Outcome, Position, held_bytes};
 use crate::kafka::dlq::DlqPublisher;
 use crate::metrics::METRICS;
@@ -64,12 +65,11 @@ pub struct OrderWriter {
 
 impl OrderWriter {
     pub fn new(id: usize, settings: WriterSettings, peers: WriterPeers) -> Self {
-        let store = PgStore {
-            target: settings.database.clone(),
-            topic: settings.topic.clone(),
-            write_timeout: settings.write_timeout,
-            conn: None,
-        };
+        let store = PgStore::new(
+            settings.database.clone(),
+            settings.topic.clone(),
+            settings.write_timeout,
+        );
         Self {
             id,
             settings,
@@ -93,7 +93,8 @@ impl OrderWriter {
         let (writer, policy, peers) = (self.id, self.settings.policy.clone(), self.peers.clone());
         let job = async move {
             let mut condition: Option<Condition> = None;
-            let outcomes = write_durably(&mut store, &messages, &policy, &mut |c| {
+            // A writer's store loses nothing (`Lost = Infallible`): this cannot fail.
+            let Ok(outcomes) = write_durably(&mut store, &messages, &policy, &mut |c| {
                 if let Some(c) = &c {
                     log::warn!(writer = writer; "writer {writer}: cannot make progress ({c:?})");
                 } else {
@@ -219,62 +220,5 @@ impl Handler<Write> for OrderWriter {
             },
         ));
         self.flush(ctx);
-    }
-}
-
-/// PostgreSQL as a [`BatchStore`]: one connection, opened on demand (each attempt bounded
-/// by `DbTarget::connect` itself, per host of the URL), and a write timeout.
-struct PgStore {
-    target: DbTarget,
-    topic: String,
-    write_timeout: Duration,
-    conn: Option<AsyncPgConnection>,
-}
-
-impl BatchStore for PgStore {
-    async fn write(&mut self, batch: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
-        let mut conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => match self.target.connect().await {
-                Ok(conn) => conn,
-                Err(e) => return Err(StoreError::Unavailable(format!("cannot connect: {e}"))),
-            },
-        };
-        let started = Instant::now();
-        let written = tokio::time::timeout(
-            self.write_timeout,
-            queries::write_batch(&mut conn, &self.topic, batch),
-        )
-        .await;
-        match written {
-            Ok(Ok(outcomes)) => {
-                METRICS
-                    .db_write_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                METRICS.db_batch_size.observe(batch.len() as f64);
-                self.conn = Some(conn);
-                Ok(outcomes)
-            }
-            Ok(Err(e)) => {
-                METRICS.db_retries.inc();
-                match DbError::from(e) {
-                    // After a lost connection the connection is likely broken: drop it.
-                    DbError::Unavailable(reason) => Err(StoreError::Unavailable(reason)),
-                    DbError::Rejected(reason) => {
-                        self.conn = Some(conn);
-                        Err(StoreError::Refused(reason))
-                    }
-                }
-            }
-            // Dropping the connection rolls back whatever the transaction had done.
-            Err(_) => {
-                METRICS.db_retries.inc();
-                Err(StoreError::TimedOut(format!(
-                    "write of {} messages timed out after {:?}",
-                    batch.len(),
-                    self.write_timeout
-                )))
-            }
-        }
     }
 }

@@ -9,6 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::models::DeadLetterRow;
 use super::schema::{dead_letter_replays, dead_letters};
+use super::unnest::{Values, insert};
 
 /// Which dead letters an operator asks for; every field optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -183,20 +184,24 @@ pub async fn record_replays(
     if replays.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<i64> = replays.iter().map(|r| r.dead_letter_id).collect();
-    let results: Vec<&str> = replays.iter().map(|r| r.result).collect();
-    let reasons: Vec<Option<&str>> = replays.iter().map(|r| r.reason.as_deref()).collect();
-    let details: Vec<Option<&str>> = replays.iter().map(|r| r.detail.as_deref()).collect();
-    diesel::sql_query(
-        "INSERT INTO dead_letter_replays (dead_letter_id, result, reason, detail) \
-         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[])",
-    )
-    .bind::<Array<Int8>, _>(ids)
-    .bind::<Array<Text>, _>(results)
-    .bind::<Array<Nullable<Text>>, _>(reasons)
-    .bind::<Array<Nullable<Text>>, _>(details)
-    .execute(conn)
-    .await
+    let columns = vec![
+        (
+            "dead_letter_id",
+            Values::int8(replays, |r| r.dead_letter_id),
+        ),
+        ("result", Values::text(replays, |r| r.result)),
+        (
+            "reason",
+            Values::nullable_text(replays, |r| r.reason.as_deref()),
+        ),
+        (
+            "detail",
+            Values::nullable_text(replays, |r| r.detail.as_deref()),
+        ),
+    ];
+    insert("dead_letter_replays", columns, "")?
+        .execute(conn)
+        .await
 }
 
 /// Deletes at most `batch` dead letters received before `cutoff` (oldest first); returns how

@@ -8,6 +8,7 @@ mod redact;
 pub mod retention;
 pub mod schema;
 mod tls;
+mod unnest;
 
 use anyhow::Context;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};

@@ -1,219 +1,173 @@
-//! The queries the service makes. Writes use `unnest` over one array per column, so a batch
-//! of any size is one statement per table with a fixed number of bind parameters.
+//! The queries the service makes: the SQL primitives, each one statement (or, for an order
+//! read, two pipelined ones). What a batch of messages becomes, and in which transaction, is
+//! decided by `ingest::store`, which calls these. Inserts go through [`super::unnest`]: one
+//! array per column, so a batch of any size is one statement per table.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bytea, Int4, Int8, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::sql_types::{Int8, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::models::{DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow, assemble};
 use super::schema::{deliveries, items, orders, payments};
-use crate::domain::{Order, Rejection};
-use crate::ingest::{Incoming, Outcome, decide, insert_candidates};
+use super::unnest::{Values, insert};
+use crate::domain::{Item, Order, Rejection};
 
-#[derive(QueryableByName)]
-struct InsertedOrder {
+/// An order to insert, with what its row records besides the order.
+#[derive(Debug, Clone, Copy)]
+pub struct NewOrder<'a> {
+    pub order: &'a Order,
+    pub content_hash: &'a [u8],
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A dead letter to insert.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDeadLetter<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    pub rejection: &'a Rejection,
+    /// The order id, when the payload or the key names one.
+    pub order_uid: Option<&'a str>,
+}
+
+/// An order the insert created.
+#[derive(Debug, QueryableByName)]
+pub struct InsertedOrder {
     #[diesel(sql_type = Int8)]
-    id: i64,
+    pub id: i64,
     #[diesel(sql_type = Text)]
-    order_uid: String,
+    pub order_uid: String,
 }
 
-/// Writes a batch in one transaction: new orders with all their rows, and a dead letter for
-/// every rejected or conflicting message. Returns each message's outcome, in batch order.
-/// On error nothing of the batch is written.
-///
-/// The transaction is synchronous whatever the server's or the database's default: the
-/// reader commits offsets once this returns, so the commit must be on disk. `SET LOCAL`, not
-/// a session setting, so a pooler (pgbouncer in transaction mode) cannot lose it.
-pub async fn write_batch(
+/// Inserts the order rows whose uid is not stored yet; returns those it created (an order
+/// already stored, by an earlier batch or a concurrent writer, is left alone).
+pub async fn insert_orders(
     conn: &mut AsyncPgConnection,
-    topic: &str,
-    batch: &[Incoming],
-) -> QueryResult<Vec<Outcome>> {
-    conn.transaction(async |c| {
-        diesel::sql_query("SET LOCAL synchronous_commit TO on")
-            .execute(c)
-            .await?;
-        write_batch_in_transaction(c, topic, batch).await
-    })
-    .await
-}
-
-async fn write_batch_in_transaction(
-    conn: &mut AsyncPgConnection,
-    topic: &str,
-    batch: &[Incoming],
-) -> QueryResult<Vec<Outcome>> {
-    let candidates = insert_candidates(batch);
-    let valid = |i: usize| batch[i].verdict.as_ref().ok();
-    let chosen: Vec<(usize, &crate::domain::ValidOrder)> = candidates
-        .iter()
-        .filter_map(|&i| valid(i).map(|v| (i, v)))
-        .collect();
-
-    let inserted_rows = insert_orders(conn, batch, &chosen).await?;
-    let ids: HashMap<String, i64> = inserted_rows
-        .into_iter()
-        .map(|r| (r.order_uid, r.id))
-        .collect();
-
-    let new_orders: Vec<(i64, &Order)> = chosen
-        .iter()
-        .filter_map(|(_, v)| {
-            ids.get(v.order.order_uid.as_str())
-                .map(|id| (*id, &v.order))
-        })
-        .collect();
-    insert_children(conn, &new_orders).await?;
-
-    let missing: Vec<&str> = chosen
-        .iter()
-        .map(|(_, v)| v.order.order_uid.as_str())
-        .filter(|uid| !ids.contains_key(*uid))
-        .collect();
-    let existing: HashMap<String, Vec<u8>> = if missing.is_empty() {
-        HashMap::new()
-    } else {
-        orders::table
-            .filter(orders::order_uid.eq_any(&missing))
-            .select((orders::order_uid, orders::content_hash))
-            .load::<(String, Vec<u8>)>(conn)
-            .await?
-            .into_iter()
-            .collect()
-    };
-
-    let inserted: HashSet<String> = ids.into_keys().collect();
-    let outcomes = decide(batch, &inserted, &existing);
-    let letters: Vec<(&Incoming, &Rejection)> = batch
-        .iter()
-        .zip(&outcomes)
-        .filter_map(|(incoming, outcome)| match outcome {
-            Outcome::DeadLettered(r) => Some((incoming, r)),
-            _ => None,
-        })
-        .collect();
-    insert_dead_letters(conn, topic, &letters).await?;
-    Ok(outcomes)
-}
-
-async fn insert_orders(
-    conn: &mut AsyncPgConnection,
-    batch: &[Incoming],
-    chosen: &[(usize, &crate::domain::ValidOrder)],
+    new: &[NewOrder<'_>],
 ) -> QueryResult<Vec<InsertedOrder>> {
-    if chosen.is_empty() {
+    if new.is_empty() {
         return Ok(Vec::new());
     }
-    let col =
-        |f: fn(&Order) -> &str| -> Vec<&str> { chosen.iter().map(|(_, v)| f(&v.order)).collect() };
-    let created: Vec<DateTime<Utc>> = chosen
-        .iter()
-        .map(|(_, v)| {
-            DateTime::parse_from_rfc3339(&v.order.date_created)
-                .map(|d| d.with_timezone(&Utc))
-                .map_err(|e| {
-                    diesel::result::Error::SerializationError(
-                        format!("order {}: date_created: {e}", v.order.order_uid).into(),
-                    )
-                })
-        })
-        .collect::<QueryResult<_>>()?;
-    diesel::sql_query(
-        "INSERT INTO orders (order_uid, track_number, entry, locale, internal_signature, \
-         customer_id, delivery_service, shardkey, sm_id, date_created, date_created_raw, \
-         oof_shard, content_hash, kafka_partition, kafka_offset) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::text[], $7::text[], $8::text[], $9::int8[], $10::timestamptz[], $11::text[], \
-         $12::text[], $13::bytea[], $14::int4[], $15::int8[]) \
-         ON CONFLICT (order_uid) DO NOTHING RETURNING id, order_uid",
-    )
-    .bind::<Array<Text>, _>(col(|o| &o.order_uid))
-    .bind::<Array<Text>, _>(col(|o| &o.track_number))
-    .bind::<Array<Text>, _>(col(|o| &o.entry))
-    .bind::<Array<Text>, _>(col(|o| &o.locale))
-    .bind::<Array<Text>, _>(col(|o| &o.internal_signature))
-    .bind::<Array<Text>, _>(col(|o| &o.customer_id))
-    .bind::<Array<Text>, _>(col(|o| &o.delivery_service))
-    .bind::<Array<Text>, _>(col(|o| &o.shardkey))
-    .bind::<Array<Int8>, _>(
-        chosen
-            .iter()
-            .map(|(_, v)| v.order.sm_id)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Timestamptz>, _>(created)
-    .bind::<Array<Text>, _>(col(|o| &o.date_created))
-    .bind::<Array<Text>, _>(col(|o| &o.oof_shard))
-    .bind::<Array<Bytea>, _>(
-        chosen
-            .iter()
-            .map(|(_, v)| v.content_hash.to_vec())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Int4>, _>(
-        chosen
-            .iter()
-            .map(|(i, _)| batch[*i].position.partition)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Int8>, _>(
-        chosen
-            .iter()
-            .map(|(i, _)| batch[*i].position.offset)
-            .collect::<Vec<_>>(),
-    )
-    .load::<InsertedOrder>(conn)
+    let columns = vec![
+        ("order_uid", Values::text(new, |n| &n.order.order_uid)),
+        ("track_number", Values::text(new, |n| &n.order.track_number)),
+        ("entry", Values::text(new, |n| &n.order.entry)),
+        ("locale", Values::text(new, |n| &n.order.locale)),
+        (
+            "internal_signature",
+            Values::text(new, |n| &n.order.internal_signature),
+        ),
+        ("customer_id", Values::text(new, |n| &n.order.customer_id)),
+        (
+            "delivery_service",
+            Values::text(new, |n| &n.order.delivery_service),
+        ),
+        ("shardkey", Values::text(new, |n| &n.order.shardkey)),
+        ("sm_id", Values::int8(new, |n| n.order.sm_id)),
+        (
+            "date_created",
+            Values::try_timestamptz(new, |n| date_created_column(n.order))?,
+        ),
+        (
+            "date_created_raw",
+            Values::text(new, |n| &n.order.date_created),
+        ),
+        ("oof_shard", Values::text(new, |n| &n.order.oof_shard)),
+        ("content_hash", Values::bytea(new, |n| n.content_hash)),
+        ("kafka_partition", Values::int4(new, |n| n.partition)),
+        ("kafka_offset", Values::int8(new, |n| n.offset)),
+    ];
+    insert(
+        "orders",
+        columns,
+        "ON CONFLICT (order_uid) DO NOTHING RETURNING id, order_uid",
+    )?
+    .load(conn)
     .await
 }
 
-async fn insert_children(conn: &mut AsyncPgConnection, new: &[(i64, &Order)]) -> QueryResult<()> {
+/// `orders.date_created` as the insert binds it: the producer's RFC 3339 text as an instant
+/// (the text itself goes to `date_created_raw`, which is what the order is rebuilt from).
+fn date_created_column(order: &Order) -> QueryResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&order.date_created)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| {
+            diesel::result::Error::SerializationError(
+                format!("order {}: date_created: {e}", order.order_uid).into(),
+            )
+        })
+}
+
+/// `items.sale` as the insert binds it (an `integer` column).
+fn sale_column(item: &Item) -> QueryResult<i32> {
+    i32::try_from(item.sale).map_err(|_| {
+        diesel::result::Error::SerializationError(
+            format!("item sale {} does not fit an integer", item.sale).into(),
+        )
+    })
+}
+
+/// Inserts the delivery, payment and item rows of orders just created (`id`, order).
+pub async fn insert_children(
+    conn: &mut AsyncPgConnection,
+    new: &[(i64, &Order)],
+) -> QueryResult<()> {
     if new.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = new.iter().map(|(id, _)| *id).collect();
-    let d = |f: fn(&Order) -> &str| -> Vec<&str> { new.iter().map(|(_, o)| f(o)).collect() };
-    diesel::sql_query(
-        "INSERT INTO deliveries (order_id, name, phone, zip, city, address, region, email) \
-         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::text[], $7::text[], $8::text[])",
-    )
-    .bind::<Array<Int8>, _>(&ids)
-    .bind::<Array<Text>, _>(d(|o| &o.delivery.name))
-    .bind::<Array<Text>, _>(d(|o| &o.delivery.phone))
-    .bind::<Array<Text>, _>(d(|o| &o.delivery.zip))
-    .bind::<Array<Text>, _>(d(|o| &o.delivery.city))
-    .bind::<Array<Text>, _>(d(|o| &o.delivery.address))
-    .bind::<Array<Text>, _>(d(|o| &o.delivery.region))
-    .bind::<Array<Text>, _>(d(|o| &o.delivery.email))
-    .execute(conn)
-    .await?;
+    let deliveries = vec![
+        ("order_id", Values::int8(new, |(id, _)| *id)),
+        ("name", Values::text(new, |(_, o)| &o.delivery.name)),
+        ("phone", Values::text(new, |(_, o)| &o.delivery.phone)),
+        ("zip", Values::text(new, |(_, o)| &o.delivery.zip)),
+        ("city", Values::text(new, |(_, o)| &o.delivery.city)),
+        ("address", Values::text(new, |(_, o)| &o.delivery.address)),
+        ("region", Values::text(new, |(_, o)| &o.delivery.region)),
+        ("email", Values::text(new, |(_, o)| &o.delivery.email)),
+    ];
+    insert("deliveries", deliveries, "")?.execute(conn).await?;
 
-    let n = |f: fn(&Order) -> i64| -> Vec<i64> { new.iter().map(|(_, o)| f(o)).collect() };
-    diesel::sql_query(
-        "INSERT INTO payments (order_id, transaction, request_id, currency, provider, amount, \
-         payment_dt, bank, delivery_cost, goods_total, custom_fee) \
-         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::int8[], $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[])",
-    )
-    .bind::<Array<Int8>, _>(&ids)
-    .bind::<Array<Text>, _>(d(|o| &o.payment.transaction))
-    .bind::<Array<Text>, _>(d(|o| &o.payment.request_id))
-    .bind::<Array<Text>, _>(d(|o| &o.payment.currency))
-    .bind::<Array<Text>, _>(d(|o| &o.payment.provider))
-    .bind::<Array<Int8>, _>(n(|o| o.payment.amount))
-    .bind::<Array<Int8>, _>(n(|o| o.payment.payment_dt))
-    .bind::<Array<Text>, _>(d(|o| &o.payment.bank))
-    .bind::<Array<Int8>, _>(n(|o| o.payment.delivery_cost))
-    .bind::<Array<Int8>, _>(n(|o| o.payment.goods_total))
-    .bind::<Array<Int8>, _>(n(|o| o.payment.custom_fee))
-    .execute(conn)
-    .await?;
+    let payments = vec![
+        ("order_id", Values::int8(new, |(id, _)| *id)),
+        (
+            "transaction",
+            Values::text(new, |(_, o)| &o.payment.transaction),
+        ),
+        (
+            "request_id",
+            Values::text(new, |(_, o)| &o.payment.request_id),
+        ),
+        ("currency", Values::text(new, |(_, o)| &o.payment.currency)),
+        ("provider", Values::text(new, |(_, o)| &o.payment.provider)),
+        ("amount", Values::int8(new, |(_, o)| o.payment.amount)),
+        (
+            "payment_dt",
+            Values::int8(new, |(_, o)| o.payment.payment_dt),
+        ),
+        ("bank", Values::text(new, |(_, o)| &o.payment.bank)),
+        (
+            "delivery_cost",
+            Values::int8(new, |(_, o)| o.payment.delivery_cost),
+        ),
+        (
+            "goods_total",
+            Values::int8(new, |(_, o)| o.payment.goods_total),
+        ),
+        (
+            "custom_fee",
+            Values::int8(new, |(_, o)| o.payment.custom_fee),
+        ),
+    ];
+    insert("payments", payments, "")?.execute(conn).await?;
 
-    let lines: Vec<(i64, i32, &crate::domain::Item)> = new
+    // One row per item: (order id, position in the order, item).
+    let lines: Vec<(i64, i32, &Item)> = new
         .iter()
         .flat_map(|(id, o)| {
             o.items
@@ -222,125 +176,85 @@ async fn insert_children(conn: &mut AsyncPgConnection, new: &[(i64, &Order)]) ->
                 .map(move |(item, position)| (*id, position, item))
         })
         .collect();
-    let s = |f: fn(&crate::domain::Item) -> &str| -> Vec<&str> {
-        lines.iter().map(|(_, _, i)| f(i)).collect()
-    };
-    let i = |f: fn(&crate::domain::Item) -> i64| -> Vec<i64> {
-        lines.iter().map(|(_, _, i)| f(i)).collect()
-    };
-    let sales = lines
-        .iter()
-        .map(|(_, _, item)| {
-            i32::try_from(item.sale).map_err(|_| {
-                diesel::result::Error::SerializationError(
-                    format!("item sale {} does not fit an integer", item.sale).into(),
-                )
-            })
-        })
-        .collect::<QueryResult<Vec<i32>>>()?;
-    diesel::sql_query(
-        "INSERT INTO items (order_id, position, chrt_id, track_number, price, rid, name, sale, \
-         size, total_price, nm_id, brand, status) \
-         SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::text[], $5::int8[], \
-         $6::text[], $7::text[], $8::int4[], $9::text[], $10::int8[], $11::int8[], \
-         $12::text[], $13::int8[])",
-    )
-    .bind::<Array<Int8>, _>(lines.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-    .bind::<Array<Int4>, _>(lines.iter().map(|(_, p, _)| *p).collect::<Vec<_>>())
-    .bind::<Array<Int8>, _>(i(|x| x.chrt_id))
-    .bind::<Array<Text>, _>(s(|x| &x.track_number))
-    .bind::<Array<Int8>, _>(i(|x| x.price))
-    .bind::<Array<Text>, _>(s(|x| &x.rid))
-    .bind::<Array<Text>, _>(s(|x| &x.name))
-    .bind::<Array<Int4>, _>(sales)
-    .bind::<Array<Text>, _>(s(|x| &x.size))
-    .bind::<Array<Int8>, _>(i(|x| x.total_price))
-    .bind::<Array<Int8>, _>(i(|x| x.nm_id))
-    .bind::<Array<Text>, _>(s(|x| &x.brand))
-    .bind::<Array<Int8>, _>(i(|x| x.status))
-    .execute(conn)
-    .await?;
+    let items = vec![
+        ("order_id", Values::int8(&lines, |(id, _, _)| *id)),
+        ("position", Values::int4(&lines, |(_, p, _)| *p)),
+        ("chrt_id", Values::int8(&lines, |(_, _, i)| i.chrt_id)),
+        (
+            "track_number",
+            Values::text(&lines, |(_, _, i)| &i.track_number),
+        ),
+        ("price", Values::int8(&lines, |(_, _, i)| i.price)),
+        ("rid", Values::text(&lines, |(_, _, i)| &i.rid)),
+        ("name", Values::text(&lines, |(_, _, i)| &i.name)),
+        (
+            "sale",
+            Values::try_int4(&lines, |(_, _, i)| sale_column(i))?,
+        ),
+        ("size", Values::text(&lines, |(_, _, i)| &i.size)),
+        (
+            "total_price",
+            Values::int8(&lines, |(_, _, i)| i.total_price),
+        ),
+        ("nm_id", Values::int8(&lines, |(_, _, i)| i.nm_id)),
+        ("brand", Values::text(&lines, |(_, _, i)| &i.brand)),
+        ("status", Values::int8(&lines, |(_, _, i)| i.status)),
+    ];
+    insert("items", items, "")?.execute(conn).await?;
     Ok(())
 }
 
-/// Inserts dead letters; one already stored for the same Kafka position is left alone.
+/// The content hash of each of these orders that is stored.
+pub async fn stored_hashes(
+    conn: &mut AsyncPgConnection,
+    uids: &[&str],
+) -> QueryResult<HashMap<String, Vec<u8>>> {
+    if uids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(orders::table
+        .filter(orders::order_uid.eq_any(uids))
+        .select((orders::order_uid, orders::content_hash))
+        .load::<(String, Vec<u8>)>(conn)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// Inserts dead letters of `topic`; one already stored for the same Kafka position is left
+/// alone.
 pub async fn insert_dead_letters(
     conn: &mut AsyncPgConnection,
     topic: &str,
-    letters: &[(&Incoming, &Rejection)],
+    letters: &[NewDeadLetter<'_>],
 ) -> QueryResult<usize> {
     if letters.is_empty() {
         return Ok(0);
     }
-    diesel::sql_query(
-        "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, message_key, payload, \
-         reason, field, detail, order_uid) \
-         SELECT $1, * FROM unnest($2::int4[], $3::int8[], $4::bytea[], $5::bytea[], \
-         $6::text[], $7::text[], $8::text[], $9::text[]) \
-         ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING",
-    )
-    .bind::<Text, _>(topic)
-    .bind::<Array<Int4>, _>(
-        letters
-            .iter()
-            .map(|(m, _)| m.position.partition)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Int8>, _>(
-        letters
-            .iter()
-            .map(|(m, _)| m.position.offset)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Nullable<Bytea>>, _>(
-        letters
-            .iter()
-            .map(|(m, _)| m.key.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Bytea>, _>(
-        letters
-            .iter()
-            .map(|(m, _)| m.payload.as_slice())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        letters
-            .iter()
-            .map(|(_, r)| r.reason.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Nullable<Text>>, _>(
-        letters
-            .iter()
-            .map(|(_, r)| r.field.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        letters
-            .iter()
-            .map(|(_, r)| r.detail.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Nullable<Text>>, _>(
-        letters
-            .iter()
-            .map(|(m, _)| {
-                m.order_uid()
-                    .map(str::to_string)
-                    .or_else(|| uid_from_key(m))
-            })
-            .collect::<Vec<_>>(),
-    )
+    let columns = vec![
+        ("topic", Values::text(letters, |_| topic)),
+        ("kafka_partition", Values::int4(letters, |l| l.partition)),
+        ("kafka_offset", Values::int8(letters, |l| l.offset)),
+        ("message_key", Values::nullable_bytea(letters, |l| l.key)),
+        ("payload", Values::bytea(letters, |l| l.payload)),
+        (
+            "reason",
+            Values::text(letters, |l| l.rejection.reason.as_str()),
+        ),
+        (
+            "field",
+            Values::nullable_text(letters, |l| l.rejection.field.as_deref()),
+        ),
+        ("detail", Values::text(letters, |l| &l.rejection.detail)),
+        ("order_uid", Values::nullable_text(letters, |l| l.order_uid)),
+    ];
+    insert(
+        "dead_letters",
+        columns,
+        "ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING",
+    )?
     .execute(conn)
     .await
-}
-
-/// The message key as text, when it is a plausible order id: lets an operator find the dead
-/// letters of an order even when its payload could not be parsed.
-fn uid_from_key(m: &Incoming) -> Option<String> {
-    let key = std::str::from_utf8(m.key.as_deref()?).ok()?;
-    crate::domain::rules::is_valid_order_uid(key).then(|| key.to_string())
 }
 
 /// Loads one order by uid, rebuilt exactly as it was produced.

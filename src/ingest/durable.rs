@@ -17,10 +17,16 @@
 //!   dead letter is refused too ("double refusal"), the writer blocks on it, retrying the
 //!   order and then its dead letter with backoff, until one of them is accepted.
 //!
+//! - A store that writes into something it can lose (the replay's one transaction per run)
+//!   says so with [`StoreError::Lost`]: nothing can be retried then, and [`write_durably`]
+//!   returns that error. The writers' store cannot lose anything (`Lost = Infallible`), so
+//!   for them `write_durably` cannot fail.
+//!
 //! Errors are told apart by *whether the database answered*, not by their text, so a
 //! translated server (`lc_messages`) or an operator's own trigger or constraint is handled
 //! the same way.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 
@@ -29,7 +35,7 @@ use crate::ingest::{Incoming, Outcome};
 
 /// Why one write attempt failed, sorted by what the policy does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
+pub enum StoreError<L = Infallible> {
     /// No answer: cannot connect, connection lost, server shutting down. Retry, forever.
     Unavailable(String),
     /// The database answered with an error for this batch. It may be the data (retrying
@@ -37,14 +43,20 @@ pub enum StoreError {
     Refused(String),
     /// The write took longer than its timeout: the batch is split at once.
     TimedOut(String),
+    /// The store cannot write any more (the transaction it writes into is gone): stop.
+    Lost(L),
 }
 
 /// Writes one batch in one transaction: all of it, or nothing.
 pub trait BatchStore {
+    /// Why the store can no longer write, for a store that can lose what it writes into;
+    /// `Infallible` for a store that can always try again.
+    type Lost;
+
     fn write(
         &mut self,
         batch: &[Incoming],
-    ) -> impl Future<Output = Result<Vec<Outcome>, StoreError>>;
+    ) -> impl Future<Output = Result<Vec<Outcome>, StoreError<Self::Lost>>>;
 }
 
 /// What keeps a writer from making progress, reported while it lasts.
@@ -98,12 +110,14 @@ impl Backoff {
 }
 
 /// What became of one attempt at a range of the batch.
-enum RangeResult {
+enum RangeResult<L> {
     Written(Vec<Outcome>),
     /// Refused repeatedly (or timed out) with more than one message: write the halves.
     Split,
     /// A lone message refused repeatedly, with the last error.
     Refused(String),
+    /// The store can no longer write.
+    Lost(L),
 }
 
 /// Reports condition changes once each (not once per attempt).
@@ -122,14 +136,16 @@ impl<F: FnMut(Option<Condition>)> Reporter<'_, F> {
 }
 
 /// Writes `batch` until every message is durable; returns each message's outcome in batch
-/// order. `report` is called with `Some(condition)` when the writer stops making progress
-/// and with `None` when it makes progress again.
+/// order, or the store's error once it has lost what it writes into (nothing of the batch
+/// is durable then: the caller's transaction is gone). `report` is called with
+/// `Some(condition)` when the writer stops making progress and with `None` when it makes
+/// progress again.
 pub async fn write_durably<S: BatchStore>(
     store: &mut S,
     batch: &[Incoming],
     policy: &WritePolicy,
     report: &mut impl FnMut(Option<Condition>),
-) -> Vec<Outcome> {
+) -> Result<Vec<Outcome>, S::Lost> {
     let mut reporter = Reporter {
         current: None,
         report,
@@ -155,16 +171,17 @@ pub async fn write_durably<S: BatchStore>(
             }
             RangeResult::Refused(error) => {
                 let outcome =
-                    refuse_one(store, &batch[range.start], &error, policy, &mut reporter).await;
+                    refuse_one(store, &batch[range.start], &error, policy, &mut reporter).await?;
                 outcomes[range.start] = Some(outcome);
             }
+            RangeResult::Lost(lost) => return Err(lost),
         }
     }
     reporter.set(None);
-    outcomes
+    Ok(outcomes
         .into_iter()
         .map(|o| o.unwrap_or_else(|| unreachable!("every range is written before returning")))
-        .collect()
+        .collect())
 }
 
 async fn write_range<S: BatchStore, F: FnMut(Option<Condition>)>(
@@ -172,7 +189,7 @@ async fn write_range<S: BatchStore, F: FnMut(Option<Condition>)>(
     messages: &[Incoming],
     policy: &WritePolicy,
     reporter: &mut Reporter<'_, F>,
-) -> RangeResult {
+) -> RangeResult<S::Lost> {
     let mut backoff = Backoff::new(policy.max_backoff);
     let mut last_refusal: Option<String> = None;
     let mut refusals = 0;
@@ -184,6 +201,7 @@ async fn write_range<S: BatchStore, F: FnMut(Option<Condition>)>(
                 }
                 return RangeResult::Written(outcomes);
             }
+            Err(StoreError::Lost(lost)) => return RangeResult::Lost(lost),
             Err(StoreError::Unavailable(reason)) => {
                 log::warn!(
                     "database unavailable ({reason}); retrying {} messages",
@@ -254,7 +272,7 @@ async fn refuse_one<S: BatchStore, F: FnMut(Option<Condition>)>(
     error: &str,
     policy: &WritePolicy,
     reporter: &mut Reporter<'_, F>,
-) -> Outcome {
+) -> Result<Outcome, S::Lost> {
     let position = message.position;
     let rejection = storage_rejection(message, error);
     let uid = message.order_uid().unwrap_or("?");
@@ -271,9 +289,10 @@ async fn refuse_one<S: BatchStore, F: FnMut(Option<Condition>)>(
         match store.write(std::slice::from_ref(&letter)).await {
             Ok(mut outcomes) if !outcomes.is_empty() => {
                 reporter.set(None);
-                return outcomes.remove(0);
+                return Ok(outcomes.remove(0));
             }
             Ok(_) => {}
+            Err(StoreError::Lost(lost)) => return Err(lost),
             Err(StoreError::Unavailable(reason)) => {
                 log::warn!("database unavailable ({reason}) while storing a dead letter");
                 reporter.set(Some(Condition::Unavailable));
@@ -293,17 +312,19 @@ async fn refuse_one<S: BatchStore, F: FnMut(Option<Condition>)>(
         }
         tokio::time::sleep(backoff.step()).await;
         // The cause may have been repaired for the order itself: try it first.
-        if let Ok(mut outcomes) = store.write(std::slice::from_ref(message)).await
-            && !outcomes.is_empty()
-        {
-            log::info!(
-                partition = position.partition, offset = position.offset;
-                "partition={} offset={}: accepted on retry",
-                position.partition,
-                position.offset
-            );
-            reporter.set(None);
-            return outcomes.remove(0);
+        match store.write(std::slice::from_ref(message)).await {
+            Ok(mut outcomes) if !outcomes.is_empty() => {
+                log::info!(
+                    partition = position.partition, offset = position.offset;
+                    "partition={} offset={}: accepted on retry",
+                    position.partition,
+                    position.offset
+                );
+                reporter.set(None);
+                return Ok(outcomes.remove(0));
+            }
+            Err(StoreError::Lost(lost)) => return Err(lost),
+            _ => {}
         }
     }
 }
@@ -356,6 +377,8 @@ mod tests {
     }
 
     impl BatchStore for FakeStore {
+        type Lost = Infallible;
+
         async fn write(&mut self, batch: &[Incoming]) -> Result<Vec<Outcome>, StoreError> {
             self.writes += 1;
             self.sizes.push(batch.len());
@@ -389,7 +412,7 @@ mod tests {
         let policy = WritePolicy::default();
         async move {
             let mut conditions = Vec::new();
-            let out = write_durably(store, batch, &policy, &mut |c| conditions.push(c)).await;
+            let Ok(out) = write_durably(store, batch, &policy, &mut |c| conditions.push(c)).await;
             (out, conditions)
         }
     }
@@ -510,6 +533,62 @@ mod tests {
         let (out, conditions) = run(&mut store, &batch(1, &[0])).await;
         assert_eq!(out, vec![Outcome::Stored]);
         assert_eq!(conditions, vec![Some(Condition::Blocked), None]);
+    }
+
+    /// A store writing into a transaction that is gone after `lose_after` writes (the
+    /// replay's, when its connection drops): every write from then on says so.
+    struct LosingStore {
+        inner: FakeStore,
+        lose_after: usize,
+    }
+
+    impl BatchStore for LosingStore {
+        type Lost = &'static str;
+
+        async fn write(
+            &mut self,
+            batch: &[Incoming],
+        ) -> Result<Vec<Outcome>, StoreError<&'static str>> {
+            if self.inner.writes >= self.lose_after {
+                self.inner.writes += 1;
+                return Err(StoreError::Lost("the connection is closed"));
+            }
+            self.inner.write(batch).await.map_err(|e| match e {
+                StoreError::Unavailable(r) => StoreError::Unavailable(r),
+                StoreError::Refused(r) => StoreError::Refused(r),
+                StoreError::TimedOut(r) => StoreError::TimedOut(r),
+            })
+        }
+    }
+
+    /// Fails if a lost store is retried (the test would time out) or its error swallowed.
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_store_ends_the_batch_with_its_error_instead_of_retrying() {
+        for (poison, lose_after) in [(vec![], 0), (vec![5], 4), (vec![5], 12)] {
+            let mut store = LosingStore {
+                inner: FakeStore {
+                    refuse_letters: usize::MAX,
+                    ..FakeStore::default()
+                },
+                lose_after,
+            };
+            let (messages, policy) = (batch(8, &poison), WritePolicy::default());
+            let mut report = |_| {};
+            let written = write_durably(&mut store, &messages, &policy, &mut report);
+            let result = tokio::time::timeout(Duration::from_secs(3600), written)
+                .await
+                .expect("a lost store is not retried");
+            assert_eq!(
+                result,
+                Err("the connection is closed"),
+                "lost after {lose_after}"
+            );
+            assert_eq!(
+                store.inner.writes,
+                lose_after + 1,
+                "no write after the loss"
+            );
+        }
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! What happens to each message of a writer's batch, as pure functions: which orders to
 //! insert, and after the insert, which messages were stored, duplicates or conflicts.
+//! [`durable`] holds the retry / split / dead-letter / block policy over a `BatchStore`;
+//! [`store`] the transaction that runs these functions around the SQL of `db::queries`, and
+//! the stores of the writers and of replay.
 //!
 //! The rule (README, "Delivery guarantee"): the first content stored for an order_uid wins forever.
 //! A later message with the same content is a duplicate (acknowledged, nothing changes); with
 //! different content it is a `conflict` and is dead-lettered, never written over the order.
 
 pub mod durable;
+pub mod store;
 
 use std::collections::{HashMap, HashSet};
 

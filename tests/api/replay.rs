@@ -221,3 +221,47 @@ async fn a_run_whose_records_cannot_be_written_stores_no_order() {
         3
     );
 }
+
+/// Replay writes through the writers' policy: an order the database refuses on its own is
+/// isolated and recorded `rejected` (`storage`), the others of the run are stored, and the
+/// letter is replayed again once the cause is gone. Fails if replay calls the batch write
+/// directly (one refused order would fail the whole run) or gives up the run on a refusal.
+#[tokio::test]
+async fn an_order_the_database_refuses_is_recorded_and_the_rest_of_the_run_stored() {
+    let env = TestEnv::new("replayrefused").await;
+    let _service = too_large_letters(&env, 4).await;
+    env.sql(
+        "CREATE FUNCTION refuse_big_2() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN IF NEW.order_uid = 'big-2' THEN \
+                RAISE EXCEPTION 'big-2 refused by the test'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_big_2 BEFORE INSERT ON orders \
+           FOR EACH ROW EXECUTE FUNCTION refuse_big_2();",
+    )
+    .await;
+    let run = json_of(&replay(&env, &["--json"]));
+    assert_eq!(
+        (&run["stored"], &run["rejected"]),
+        (&json!(3), &json!(1)),
+        "{run}"
+    );
+    let refused: Vec<&Value> = run["letters"]
+        .as_array()
+        .expect("letters")
+        .iter()
+        .filter(|l| l["result"] == "rejected")
+        .collect();
+    assert_eq!(refused.len(), 1, "{run}");
+    assert_eq!(refused[0]["reason"], "storage", "{run}");
+    assert_eq!(
+        count_rows(&env, "SELECT count(*) AS n FROM orders").await,
+        3
+    );
+
+    env.sql("DROP TRIGGER refuse_big_2 ON orders").await;
+    let again = json_of(&replay(&env, &["--json"]));
+    assert_eq!(again["stored"], 1, "{again}");
+    assert_eq!(
+        count_rows(&env, "SELECT count(*) AS n FROM orders").await,
+        4
+    );
+}
