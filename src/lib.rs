@@ -18,16 +18,18 @@
 //!   database → migrations under an advisory lock → cache warm-up → topics → reader + writers.
 //! - [`shutdown`]: the ordered, bounded stop.
 //! - [`domain`]: the order model and `parse_and_validate` (pure, heavily unit-tested).
-//! - [`ingest`]: what becomes of each message of a batch (stored, duplicate, dead letter), and
-//!   [`ingest::durable`], the retry / split / dead-letter / block policy over a `BatchStore`.
+//! - [`ingest`]: what becomes of each message of a batch (stored, duplicate, dead letter),
+//!   [`ingest::durable`], the retry / split / dead-letter / block policy over a `BatchStore`,
+//!   and [`ingest::store`], a batch's transaction over the SQL primitives of [`db`].
 //! - [`db`]: `DATABASE_URL` → connections (libpq's hosts, time limits and TLS over rustls),
 //!   migrations and the runtime role's grants, schema, row models, queries (dead letters:
 //!   pages, replay selection), retention (`orders-service retention`); errors sorted by
 //!   whether the database answered, described without row values; passwords redacted.
 //! - [`kafka`]: consumer configuration and context, the `OffsetTracker`, the flow control
 //!   (pause decisions), the topic probe, the DLQ publisher.
-//! - [`actors`]: KafkaReader, OrderWriter, CacheActor, DbReader (its `mod.rs` is the map).
-//! - [`cache_entry`]: the cache's form of an order (JSON, or zstd with `CACHE_COMPRESSION`).
+//! - [`actors`]: KafkaReader, OrderWriter, DbReader (its `mod.rs` is the map).
+//! - [`cache`]: the CacheActor and everything about the cache: its messages, the miss policy,
+//!   the workers' client, the entry format (JSON, or zstd), the warm-up.
 //! - [`http`]: the public listener (page, orders, probes) and the admin listener (bearer token,
 //!   metrics, stats, dead letters, replay, the operator's page); request ids and the access
 //!   log; every error a JSON body.
