@@ -6,16 +6,19 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use orders_service::config::Config;
+use orders_service::config::{self, Config, Settings};
 use orders_service::db::{self, dead_letters::LetterFilter};
 use orders_service::replay;
 use orders_service::startup::Application;
 
 /// Kafka → validated orders → PostgreSQL, with a cache, a JSON API and a web page.
-/// Configuration comes from the environment and `.env` (see the README).
+/// Settings come from the environment and `.env` (the real environment wins), or from their
+/// flags; the README's configuration table says more about each.
 #[derive(Parser)]
-#[command(name = "orders-service", version)]
+#[command(name = "orders-service", version, after_help = config::other_variables_help())]
 struct Cli {
+    #[command(flatten)]
+    settings: Settings,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -74,15 +77,24 @@ struct ReplayArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // A missing .env is fine: the environment may hold everything.
+    // A missing .env is fine: the environment may hold everything. Loaded before the
+    // command line is parsed, since that reads the settings from the environment.
     let _ = dotenvy::dotenv();
-    let config = match Config::from_env() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match config::setting_error(&e) {
+            Some(e) => return configuration_error(e),
+            // Usage errors (exit 2), --help and --version, in clap's words.
+            None => e.exit(),
+        },
+    };
+    let vars: Vec<(String, String)> = config::env_vars().collect();
+    let config = match Config::new(
+        cli.settings,
+        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("orders-service: configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return configuration_error(&e),
     };
     orders_service::logging::init(config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
@@ -136,6 +148,12 @@ fn main() -> ExitCode {
             std::process::exit(code)
         }
     }
+}
+
+/// A setting that cannot be taken: exit status 2, naming the variable and what it accepts.
+fn configuration_error(e: &config::ConfigError) -> ExitCode {
+    eprintln!("orders-service: configuration error: {e}");
+    ExitCode::from(2)
 }
 
 /// `orders-service replay`: one connection as the runtime role, safe while the service runs

@@ -84,11 +84,11 @@ impl Application {
         );
         let reader_slot = Arc::new(OnceLock::new());
 
-        let bind = |name: &str, addr: &str| {
+        let bind = |name: &str, addr: std::net::SocketAddr| {
             TcpListener::bind(addr).with_context(|| format!("Failed to bind {name}={addr}"))
         };
-        let public = bind("HTTP_ADDR", &config.http_addr)?;
-        let admin = bind("ADMIN_ADDR", &config.admin_addr)?;
+        let public = bind("HTTP_ADDR", config.http_addr)?;
+        let admin = bind("ADMIN_ADDR", config.admin_addr)?;
         let addr = public.local_addr()?;
         let admin_addr = admin.local_addr()?;
         let workers = match config.http_workers {

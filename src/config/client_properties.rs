@@ -1,11 +1,13 @@
-//! Kafka client properties beyond the broker list: security (`KAFKA_SECURITY_PROTOCOL`,
-//! `KAFKA_SASL_*`, `KAFKA_SSL_CA_LOCATION`) and any other librdkafka property as
-//! `KAFKA_OPTION_<NAME>` (`KAFKA_OPTION_SSL_KEY_LOCATION` → `ssl.key.location`). The same
-//! properties go to the consumer, the DLQ producer and the emulator.
+//! How Kafka clients connect: the brokers and the security settings (`KAFKA_SECURITY_PROTOCOL`,
+//! `KAFKA_SASL_*`, `KAFKA_SSL_CA_LOCATION`), declared once in [`KafkaConnection`] for the
+//! service and the emulator, and any other librdkafka property as `KAFKA_OPTION_<NAME>`
+//! (`KAFKA_OPTION_SSL_KEY_LOCATION` → `ssl.key.location`). The same properties go to the
+//! consumer, the DLQ producer and the emulator.
 
 use std::fmt;
 
 use super::ConfigError;
+use super::parse::{Secret, checked, non_empty, secret, text};
 
 /// Properties the service sets itself for its guarantees, or reads from its own variable:
 /// a passthrough must not change them behind the README's back.
@@ -100,64 +102,93 @@ const SECRET_MARKS: &[&str] = &[
 
 const OPTION_PREFIX: &str = "KAFKA_OPTION_";
 
+const KAFKA: &str = "Kafka";
+
+/// How every Kafka client (the consumer, the DLQ producer, the emulator's producer) reaches
+/// the brokers. The emulator flattens the same struct into its command line.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KafkaConnection {
+    /// Bootstrap servers, host:port,... (non-empty)
+    #[arg(long, env, visible_alias = "brokers", value_name = "HOST:PORT[,...]",
+          default_value = "127.0.0.1:19092", value_parser = non_empty(), help_heading = KAFKA)]
+    pub kafka_brokers: String,
+
+    /// plaintext|ssl|sasl_plaintext|sasl_ssl; empty: plaintext
+    #[arg(long, env, value_parser = checked(security_protocol), help_heading = KAFKA)]
+    pub kafka_security_protocol: Option<String>,
+
+    /// PLAIN|SCRAM-SHA-256|SCRAM-SHA-512|OAUTHBEARER: required with a sasl_* protocol,
+    /// refused without one
+    #[arg(long, env, value_parser = checked(sasl_mechanism), help_heading = KAFKA)]
+    pub kafka_sasl_mechanism: Option<String>,
+
+    /// SASL user name (with a sasl_* protocol)
+    #[arg(long, env, value_parser = text(), help_heading = KAFKA)]
+    pub kafka_sasl_username: Option<String>,
+
+    /// SASL password (with a sasl_* protocol)
+    #[arg(long, env, hide_env_values = true, value_parser = secret(), help_heading = KAFKA)]
+    pub kafka_sasl_password: Option<Secret>,
+
+    /// PEM file of the CA that signed the brokers' certificates; empty: the system's store
+    #[arg(long, env, value_parser = checked(ca_file), help_heading = KAFKA)]
+    pub kafka_ssl_ca_location: Option<String>,
+}
+
+fn security_protocol(value: &str) -> Result<String, String> {
+    let protocol = value.to_ascii_lowercase();
+    if ["", "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&protocol.as_str()) {
+        Ok(protocol)
+    } else {
+        Err("must be plaintext, ssl, sasl_plaintext or sasl_ssl".into())
+    }
+}
+
+fn sasl_mechanism(value: &str) -> Result<String, String> {
+    let mechanism = value.to_ascii_uppercase();
+    if ["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"].contains(&mechanism.as_str())
+    {
+        Ok(mechanism)
+    } else {
+        Err("must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER".into())
+    }
+}
+
+fn ca_file(value: &str) -> Result<String, String> {
+    if value.is_empty() || std::path::Path::new(value).is_file() {
+        Ok(value.to_string())
+    } else {
+        Err("no such file (a PEM file of CA certificates)".into())
+    }
+}
+
 /// librdkafka properties, in the order they are applied.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ClientProperties(Vec<(String, String)>);
 
 impl ClientProperties {
-    /// Reads the security variables and the `KAFKA_OPTION_*` passthrough from `vars`.
-    pub fn from_vars<'a>(
+    /// The security settings of `connection` and the `KAFKA_OPTION_*` passthrough found in
+    /// `vars` (the environment), checked together.
+    pub fn new<'a>(
+        connection: &KafkaConnection,
         vars: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, ConfigError> {
-        let mut named = std::collections::HashMap::new();
-        let mut options = Vec::new();
-        for (name, value) in vars {
-            let value = value.trim();
-            if value.is_empty() {
-                continue;
-            }
-            if let Some(option) = name.strip_prefix(OPTION_PREFIX) {
-                options.push((name, option.to_ascii_lowercase().replace('_', "."), value));
-            } else if name.starts_with("KAFKA_") {
-                named.insert(name, value);
-            }
-        }
+        let set = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
         let mut props = Vec::new();
-        let protocol = named
-            .get("KAFKA_SECURITY_PROTOCOL")
-            .map(|p| p.to_ascii_lowercase());
+        let protocol = set(&connection.kafka_security_protocol);
         if let Some(protocol) = &protocol {
-            if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&protocol.as_str()) {
-                return Err(invalid(
-                    "KAFKA_SECURITY_PROTOCOL",
-                    protocol,
-                    "must be plaintext, ssl, sasl_plaintext or sasl_ssl",
-                ));
-            }
             props.push(("security.protocol".to_string(), protocol.clone()));
         }
         let sasl = protocol.as_deref().is_some_and(|p| p.starts_with("sasl_"));
-        match named.get("KAFKA_SASL_MECHANISM") {
-            Some(mechanism) => {
-                let mechanism = mechanism.to_ascii_uppercase();
-                if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
-                    .contains(&mechanism.as_str())
-                {
-                    return Err(invalid(
-                        "KAFKA_SASL_MECHANISM",
-                        &mechanism,
-                        "must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER",
-                    ));
-                }
-                if !sasl {
-                    return Err(invalid(
-                        "KAFKA_SASL_MECHANISM",
-                        &mechanism,
-                        "needs KAFKA_SECURITY_PROTOCOL=sasl_ssl or sasl_plaintext",
-                    ));
-                }
-                props.push(("sasl.mechanism".to_string(), mechanism));
+        match set(&connection.kafka_sasl_mechanism) {
+            Some(mechanism) if !sasl => {
+                return Err(invalid(
+                    "KAFKA_SASL_MECHANISM",
+                    &mechanism,
+                    "needs KAFKA_SECURITY_PROTOCOL=sasl_ssl or sasl_plaintext",
+                ));
             }
+            Some(mechanism) => props.push(("sasl.mechanism".to_string(), mechanism)),
             None if sasl => {
                 return Err(ConfigError::Missing {
                     name: "KAFKA_SASL_MECHANISM",
@@ -166,35 +197,44 @@ impl ClientProperties {
             }
             None => {}
         }
-        for (var, property) in [
-            ("KAFKA_SASL_USERNAME", "sasl.username"),
-            ("KAFKA_SASL_PASSWORD", "sasl.password"),
+        let password = Secret::non_empty(connection.kafka_sasl_password.clone());
+        for (var, property, value, shown) in [
+            (
+                "KAFKA_SASL_USERNAME",
+                "sasl.username",
+                set(&connection.kafka_sasl_username),
+                set(&connection.kafka_sasl_username),
+            ),
+            (
+                "KAFKA_SASL_PASSWORD",
+                "sasl.password",
+                password.as_ref().map(|p| p.expose().to_string()),
+                password.as_ref().map(|_| "***".to_string()),
+            ),
         ] {
-            if let Some(value) = named.get(var) {
+            if let (Some(value), Some(shown)) = (value, shown) {
                 if !sasl {
                     return Err(invalid(
                         var,
-                        if property == "sasl.password" {
-                            "***"
-                        } else {
-                            value
-                        },
+                        &shown,
                         "needs KAFKA_SECURITY_PROTOCOL=sasl_ssl or sasl_plaintext",
                     ));
                 }
-                props.push((property.to_string(), value.to_string()));
+                props.push((property.to_string(), value));
             }
         }
-        if let Some(ca) = named.get("KAFKA_SSL_CA_LOCATION") {
-            if !std::path::Path::new(ca).is_file() {
-                return Err(invalid(
-                    "KAFKA_SSL_CA_LOCATION",
-                    ca,
-                    "no such file (a PEM file of CA certificates)",
-                ));
-            }
-            props.push(("ssl.ca.location".to_string(), ca.to_string()));
+        if let Some(ca) = set(&connection.kafka_ssl_ca_location) {
+            props.push(("ssl.ca.location".to_string(), ca));
         }
+        let mut options: Vec<_> = vars
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let option = name.strip_prefix(OPTION_PREFIX)?;
+                let value = value.trim();
+                (!value.is_empty())
+                    .then(|| (name, option.to_ascii_lowercase().replace('_', "."), value))
+            })
+            .collect();
         options.sort();
         for (var, property, value) in options {
             if MANAGED.contains(&property.as_str()) {
@@ -216,10 +256,14 @@ impl ClientProperties {
         Ok(Self(props))
     }
 
-    /// Reads the process environment (for the emulator, which has no `Config`).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let vars: Vec<(String, String)> = super::env_vars().collect();
-        Self::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    /// Reads the Kafka settings and the passthrough from `vars` alone (see
+    /// [`super::parse::from_vars`]).
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let connection: KafkaConnection = super::parse::from_vars(vars)?;
+        Self::new(
+            &connection,
+            vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 
     /// Sets every property on a librdkafka client configuration.
@@ -234,9 +278,9 @@ fn is_secret(key: &str) -> bool {
     SECRET_MARKS.iter().any(|mark| key.contains(mark))
 }
 
-fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+fn invalid(name: &str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
-        name,
+        name: name.to_string(),
         value: value.to_string(),
         reason: reason.to_string(),
     }
@@ -263,7 +307,11 @@ mod tests {
     }
 
     fn props(pairs: &[(&str, &str)]) -> Result<ClientProperties, ConfigError> {
-        ClientProperties::from_vars(pairs.iter().copied())
+        let vars: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ClientProperties::from_vars(&vars)
     }
 
     #[test]

@@ -1,22 +1,28 @@
 //! Typed configuration from the environment (and `.env`, loaded by `main`), validated once.
-//! A bad value stops start-up with an error naming the variable. Every variable, with its
-//! default, is listed in the README's configuration table and in `.env`.
+//! Each setting is declared once, in [`settings`] (variable, flag, default, accepted values,
+//! help: `orders-service --help`); [`Config::new`] checks what involves several of them. A
+//! bad value stops start-up with an error naming the variable and what it accepts. Every
+//! variable, with its default, is in the README's configuration table (a test compares
+//! them) and in `.env`.
 
 mod client_properties;
+pub mod parse;
+mod settings;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::str::FromStr;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-pub use client_properties::ClientProperties;
+pub use client_properties::{ClientProperties, KafkaConnection};
+pub use parse::{Secret, setting_error};
+pub use settings::Settings;
 
 use crate::db::DbTarget;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{name} is not set (example: {example})")]
     Missing {
@@ -25,13 +31,16 @@ pub enum ConfigError {
     },
     #[error("{name}={value:?} is invalid: {reason}")]
     Invalid {
-        name: &'static str,
+        name: String,
         value: String,
         reason: String,
     },
     /// A `KAFKA_OPTION_*` passthrough that cannot be taken.
     #[error("{name} is refused: {reason}")]
     Passthrough { name: String, reason: String },
+    /// Anything else clap refuses (an unknown flag, say), in clap's words.
+    #[error("{0}")]
+    Arguments(String),
 }
 
 /// Everything the service reads from its environment.
@@ -46,10 +55,10 @@ pub struct Config {
     pub db_pool_size: u32,
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
-    pub http_addr: String,
+    pub http_addr: SocketAddr,
     /// The admin listener: `/metrics`, `/stats`, `/dead-letters`, `/orders`, the operator's
     /// page. Off loopback it needs `admin_token`.
-    pub admin_addr: String,
+    pub admin_addr: SocketAddr,
     /// When set, every admin request needs `Authorization: Bearer <token>`.
     pub admin_token: Option<AdminToken>,
     /// `PUBLIC_ORDER_LIST`: `GET /orders` on the public listener too, for a demo (every
@@ -150,216 +159,157 @@ pub struct IngestConfig {
 }
 
 impl Config {
-    /// Reads the process environment (variables that are not UTF-8 are ignored).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(env_vars())
+    /// Turns parsed settings into the configuration, checking what involves several of
+    /// them; `vars` (the environment) gives the `KAFKA_OPTION_*` passthrough.
+    pub fn new<'a>(
+        settings: Settings,
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
+        let s = settings;
+        let connect_timeout = Duration::from_millis(s.db_connect_timeout_ms);
+        let database = match Secret::non_empty(s.database_url) {
+            Some(url) => database_target("DATABASE_URL", url.expose(), connect_timeout)?,
+            None => {
+                return Err(ConfigError::Missing {
+                    name: "DATABASE_URL",
+                    example: "postgres://orders_app:orders_app@127.0.0.1:54329/orders",
+                });
+            }
+        };
+        let migration_database = Secret::non_empty(s.migration_database_url)
+            .map(|url| database_target("MIGRATION_DATABASE_URL", url.expose(), connect_timeout))
+            .transpose()?;
+        let admin_token = Secret::non_empty(s.admin_token)
+            .map(|token| admin_token(token.expose()))
+            .transpose()?;
+        let instance_id = s
+            .kafka_instance_id
+            .filter(|id| !id.is_empty())
+            .map(|id| instance_id(&id))
+            .transpose()?;
+        let client = ClientProperties::new(&s.kafka, vars)?;
+        let config = Config {
+            database,
+            migration_database,
+            db_pool_size: s.db_pool_size,
+            kafka: KafkaConfig {
+                brokers: s.kafka.kafka_brokers,
+                topic: s.kafka_topic,
+                group_id: s.kafka_group_id,
+                dlq_topic: Some(s.kafka_dlq_topic).filter(|t| !t.is_empty()),
+                session_timeout_ms: s.kafka_session_timeout_ms,
+                max_poll_interval_ms: s.kafka_max_poll_interval_ms,
+                auto_commit_interval_ms: s.kafka_commit_interval_ms,
+                dlq_backlog_max_bytes: s.dlq_backlog_max_bytes,
+                instance_id,
+                client,
+            },
+            ingest: IngestConfig {
+                max_payload_bytes: s.max_payload_bytes,
+                max_in_flight: s.max_in_flight,
+                max_in_flight_bytes: s.max_in_flight_bytes,
+                writers: s.writers,
+                batch_max: s.writer_batch_max,
+                retry_max_backoff: Duration::from_millis(s.db_retry_max_backoff_ms),
+                write_timeout: Duration::from_millis(s.db_write_timeout_ms),
+                connect_timeout,
+            },
+            http_addr: s.http_addr,
+            admin_addr: s.admin_addr,
+            admin_token,
+            public_order_list: s.public_order_list,
+            http_workers: s.http_workers,
+            http_idle_poll: Duration::from_micros(s.http_idle_poll_us),
+            cache_max_bytes: s.cache_max_bytes,
+            max_misses_in_flight: s.max_misses_in_flight,
+            // No cache: nothing would keep what the writers compressed for it.
+            cache_compression: if s.cache_max_bytes == 0 {
+                crate::cache::CacheCompression::Off
+            } else {
+                s.cache_compression
+            },
+            shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
+            run_migrations: s.run_migrations,
+            dead_letter_retention_days: s.dead_letter_retention_days,
+            log_format: s.log_format,
+            access_log: s.access_log,
+        };
+        config.validate()?;
+        Ok(config)
     }
 
-    /// Reads from any set of variables, so tests need not touch the process environment.
+    /// Reads from any set of variables alone, as if they were the whole environment, so
+    /// tests need not touch the process environment.
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let all: HashMap<String, String> = vars.into_iter().collect();
-        let get = |name: &str| all.get(name).cloned();
-        let vars = Vars(&get);
-        let connect_timeout =
-            Duration::from_millis(vars.number("DB_CONNECT_TIMEOUT_MS", 10_000, 1_000..=600_000)?);
-        let database = database_target(
-            "DATABASE_URL",
-            &vars.required(
-                "DATABASE_URL",
-                "postgres://orders_app:orders_app@127.0.0.1:54329/orders",
-            )?,
-            connect_timeout,
-        )?;
-        let migration_database = match vars.raw("MIGRATION_DATABASE_URL") {
-            Some(url) if !url.trim().is_empty() => Some(database_target(
-                "MIGRATION_DATABASE_URL",
-                url.trim(),
-                connect_timeout,
-            )?),
-            _ => None,
-        };
-        let admin_token = match vars.raw("ADMIN_TOKEN") {
-            Some(token) if !token.trim().is_empty() => {
-                if token.trim().len() < MIN_TOKEN_LEN {
-                    return Err(ConfigError::Invalid {
-                        name: "ADMIN_TOKEN",
-                        value: "***".into(),
-                        reason: format!(
-                            "must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"
-                        ),
-                    });
-                }
-                let lower = token.to_ascii_lowercase();
-                if PLACEHOLDER_MARKS.iter().any(|mark| lower.contains(mark)) {
-                    return Err(ConfigError::Invalid {
-                        name: "ADMIN_TOKEN",
-                        value: "***".into(),
-                        reason: "is the placeholder of an example: generate one (e.g. `openssl rand -hex 32`)"
-                            .into(),
-                    });
-                }
-                Some(AdminToken::new(token.trim()))
-            }
-            _ => None,
-        };
-        let client =
-            ClientProperties::from_vars(all.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let dlq = vars.text("KAFKA_DLQ_TOPIC", "orders.dlq");
-        let mut config = Config {
-            database,
-            migration_database,
-            db_pool_size: vars.number("DB_POOL_SIZE", 8, 1..=256)?,
-            kafka: KafkaConfig {
-                brokers: vars.non_empty("KAFKA_BROKERS", "127.0.0.1:19092")?,
-                topic: vars.non_empty("KAFKA_TOPIC", "orders")?,
-                group_id: vars.non_empty("KAFKA_GROUP_ID", "orders-service")?,
-                dlq_topic: (!dlq.trim().is_empty()).then(|| dlq.trim().to_string()),
-                session_timeout_ms: vars.number(
-                    "KAFKA_SESSION_TIMEOUT_MS",
-                    10_000,
-                    6_000..=300_000,
-                )?,
-                max_poll_interval_ms: vars.number(
-                    "KAFKA_MAX_POLL_INTERVAL_MS",
-                    300_000,
-                    10_000..=86_400_000,
-                )?,
-                auto_commit_interval_ms: vars.number(
-                    "KAFKA_COMMIT_INTERVAL_MS",
-                    1_000,
-                    100..=600_000,
-                )?,
-                client,
-                dlq_backlog_max_bytes: vars.number(
-                    "DLQ_BACKLOG_MAX_BYTES",
-                    16 << 20,
-                    0..=1 << 30,
-                )?,
-                instance_id: match vars.raw("KAFKA_INSTANCE_ID") {
-                    Some(id) if !id.trim().is_empty() => Some(instance_id(id.trim())?),
-                    _ => None,
-                },
-            },
-            ingest: IngestConfig {
-                max_payload_bytes: vars.number("MAX_PAYLOAD_BYTES", 64 * 1024, 1024..=16 << 20)?,
-                max_in_flight: vars.number("MAX_IN_FLIGHT", 20_000, 1..=1_000_000)?,
-                max_in_flight_bytes: vars.number(
-                    "MAX_IN_FLIGHT_BYTES",
-                    256 << 20,
-                    64 * 1024..=1 << 40,
-                )?,
-                writers: vars.number("WRITERS", 2, 1..=64)?,
-                batch_max: vars.number("WRITER_BATCH_MAX", 1_000, 1..=10_000)?,
-                retry_max_backoff: Duration::from_millis(vars.number(
-                    "DB_RETRY_MAX_BACKOFF_MS",
-                    2_000,
-                    10..=600_000,
-                )?),
-                write_timeout: Duration::from_millis(vars.number(
-                    "DB_WRITE_TIMEOUT_MS",
-                    30_000,
-                    100..=3_600_000,
-                )?),
-                connect_timeout,
-            },
-            http_addr: vars.non_empty("HTTP_ADDR", "0.0.0.0:8081")?,
-            admin_addr: vars.non_empty("ADMIN_ADDR", "127.0.0.1:9081")?,
-            admin_token,
-            public_order_list: vars.flag("PUBLIC_ORDER_LIST", false)?,
-            http_workers: vars.number("HTTP_WORKERS", 0, 0..=256)?,
-            http_idle_poll: Duration::from_micros(vars.number(
-                "HTTP_IDLE_POLL_US",
-                0,
-                0..=100_000,
-            )?),
-            cache_max_bytes: vars.number("CACHE_MAX_BYTES", 512 << 20, 0..=u64::MAX)?,
-            max_misses_in_flight: vars.number("MAX_MISSES_IN_FLIGHT", 64, 1..=100_000)?,
-            cache_compression: vars.one_of(
-                "CACHE_COMPRESSION",
-                "off",
-                crate::cache::CacheCompression::parse,
-                "must be off or zstd",
-            )?,
-            shutdown_timeout: Duration::from_millis(vars.number(
-                "SHUTDOWN_TIMEOUT_MS",
-                15_000,
-                100..=600_000,
-            )?),
-            run_migrations: vars.flag("RUN_MIGRATIONS", true)?,
-            dead_letter_retention_days: vars.number(
-                "DEAD_LETTER_RETENTION_DAYS",
-                30,
-                0..=36_500,
-            )?,
-            log_format: vars.one_of(
-                "LOG_FORMAT",
-                "text",
-                crate::logging::LogFormat::parse,
-                "must be text or json",
-            )?,
-            access_log: vars.flag("ACCESS_LOG", true)?,
-        };
-        if config.shutdown_timeout.as_millis() >= u128::from(config.kafka.max_poll_interval_ms) {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let settings: Settings = parse::from_vars(&vars)?;
+        Self::new(settings, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// The checks across settings.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.shutdown_timeout.as_millis() >= u128::from(self.kafka.max_poll_interval_ms) {
             return Err(ConfigError::Invalid {
-                name: "SHUTDOWN_TIMEOUT_MS",
-                value: config.shutdown_timeout.as_millis().to_string(),
+                name: "SHUTDOWN_TIMEOUT_MS".into(),
+                value: self.shutdown_timeout.as_millis().to_string(),
                 reason: format!(
                     "must be shorter than KAFKA_MAX_POLL_INTERVAL_MS ({}): the group would evict this member while it drains",
-                    config.kafka.max_poll_interval_ms
+                    self.kafka.max_poll_interval_ms
                 ),
             });
         }
-        if config.kafka.dlq_topic.as_deref() == Some(config.kafka.topic.as_str()) {
+        if self.kafka.dlq_topic.as_deref() == Some(self.kafka.topic.as_str()) {
             return Err(ConfigError::Invalid {
-                name: "KAFKA_DLQ_TOPIC",
-                value: config.kafka.topic,
+                name: "KAFKA_DLQ_TOPIC".into(),
+                value: self.kafka.topic.clone(),
                 reason: "must differ from KAFKA_TOPIC (dead letters would be consumed again)"
                     .into(),
             });
         }
-        for (name, addr, example) in [
-            ("HTTP_ADDR", &config.http_addr, "0.0.0.0:8081"),
-            ("ADMIN_ADDR", &config.admin_addr, "127.0.0.1:9081"),
-        ] {
-            if addr.parse::<std::net::SocketAddr>().is_err() {
-                return Err(ConfigError::Invalid {
-                    name,
-                    value: addr.clone(),
-                    reason: format!("must be host:port with a numeric IP, e.g. {example}"),
-                });
-            }
-        }
-        if config.admin_addr == config.http_addr && !config.http_addr.ends_with(":0") {
+        if self.admin_addr == self.http_addr && self.http_addr.port() != 0 {
             return Err(ConfigError::Invalid {
-                name: "ADMIN_ADDR",
-                value: config.admin_addr,
+                name: "ADMIN_ADDR".into(),
+                value: self.admin_addr.to_string(),
                 reason:
                     "must differ from HTTP_ADDR: the admin endpoints have a listener of their own"
                         .into(),
             });
         }
         // Like Redis's protected mode, without an opt-out: dead letters are personal data.
-        let admin_ip = config
-            .admin_addr
-            .parse::<std::net::SocketAddr>()
-            .map(|a| a.ip());
-        if config.admin_token.is_none() && admin_ip.is_ok_and(|ip| !ip.to_canonical().is_loopback())
-        {
+        if self.admin_token.is_none() && !self.admin_addr.ip().to_canonical().is_loopback() {
             return Err(ConfigError::Invalid {
-                name: "ADMIN_ADDR",
-                value: config.admin_addr,
+                name: "ADMIN_ADDR".into(),
+                value: self.admin_addr.to_string(),
                 reason: "is reachable from other hosts and ADMIN_TOKEN is not set: anyone who reaches it would read and replay dead letters (personal data); set ADMIN_TOKEN (16+ characters, e.g. `openssl rand -hex 32`) or bind ADMIN_ADDR to loopback (127.0.0.1:9081)"
                     .into(),
             });
         }
-        if config.cache_max_bytes == 0 {
-            // No cache: nothing would keep what the writers compressed for it.
-            config.cache_compression = crate::cache::CacheCompression::Off;
-        }
-        Ok(config)
+        Ok(())
     }
+}
+
+/// A token long enough not to be guessed and not the placeholder of an example; errors
+/// never show it.
+fn admin_token(token: &str) -> Result<AdminToken, ConfigError> {
+    let refuse = |reason: String| ConfigError::Invalid {
+        name: "ADMIN_TOKEN".into(),
+        value: "***".into(),
+        reason,
+    };
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(refuse(format!(
+            "must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"
+        )));
+    }
+    let lower = token.to_ascii_lowercase();
+    if PLACEHOLDER_MARKS.iter().any(|mark| lower.contains(mark)) {
+        return Err(refuse(
+            "is the placeholder of an example: generate one (e.g. `openssl rand -hex 32`)".into(),
+        ));
+    }
+    Ok(AdminToken::new(token))
 }
 
 /// A static member id: what Kafka accepts (at most 249 of `A-Z a-z 0-9 . _ -`); unique per
@@ -373,7 +323,7 @@ fn instance_id(id: &str) -> Result<String, ConfigError> {
         Ok(id.to_string())
     } else {
         Err(ConfigError::Invalid {
-            name: "KAFKA_INSTANCE_ID",
+            name: "KAFKA_INSTANCE_ID".into(),
             value: id.to_string(),
             reason: "must be at most 249 characters of A-Z, a-z, 0-9, '.', '_' or '-'".into(),
         })
@@ -383,12 +333,12 @@ fn instance_id(id: &str) -> Result<String, ConfigError> {
 /// A database URL, parsed (TLS options included) and given the connect timeout; errors name
 /// the variable and never show the password.
 fn database_target(
-    name: &'static str,
+    name: &str,
     url: &str,
     connect_timeout: Duration,
 ) -> Result<DbTarget, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {
-        name,
+        name: name.into(),
         value: crate::db::redact(url),
         reason,
     };
@@ -402,98 +352,33 @@ fn database_target(
         .map_err(invalid)
 }
 
-/// The process environment, without the variables that are not UTF-8.
-fn env_vars() -> impl Iterator<Item = (String, String)> {
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+/// Variables read besides the settings, with their help: `--help` lists them after the
+/// settings, and the README's table has a row for each.
+pub const OTHER_VARIABLES: [(&str, &str); 2] = [
+    (
+        "KAFKA_OPTION_<NAME>",
+        "any other librdkafka property, dots as underscores (KAFKA_OPTION_FETCH_MIN_BYTES=1 → \
+         fetch.min.bytes); those the guarantees rest on, or that have a setting, are refused",
+    ),
+    (
+        "RUST_LOG",
+        "log filter, env_logger's syntax [default: info]",
+    ),
+];
+
+/// The help of [`OTHER_VARIABLES`].
+pub fn other_variables_help() -> String {
+    let mut help = String::from("Also read from the environment:\n");
+    for (name, what) in OTHER_VARIABLES {
+        help.push_str(&format!("  {name}\n          {what}\n"));
+    }
+    help
 }
 
-struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
-
-impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
-    fn raw(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-    }
-
-    fn required(&self, name: &'static str, example: &'static str) -> Result<String, ConfigError> {
-        match self.raw(name) {
-            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
-            _ => Err(ConfigError::Missing { name, example }),
-        }
-    }
-
-    fn text(&self, name: &str, default: &str) -> String {
-        self.raw(name).unwrap_or_else(|| default.to_string())
-    }
-
-    fn non_empty(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        let value = self.text(name, default);
-        if value.trim().is_empty() {
-            return Err(ConfigError::Invalid {
-                name,
-                value,
-                reason: "must not be empty".into(),
-            });
-        }
-        Ok(value.trim().to_string())
-    }
-
-    /// A setting with a few named values (`parse` knows them; `expected` says which).
-    fn one_of<T>(
-        &self,
-        name: &'static str,
-        default: &str,
-        parse: impl Fn(&str) -> Option<T>,
-        expected: &str,
-    ) -> Result<T, ConfigError> {
-        let value = self.text(name, default);
-        parse(&value).ok_or_else(|| ConfigError::Invalid {
-            name,
-            value,
-            reason: expected.into(),
-        })
-    }
-
-    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        let Some(value) = self.raw(name).filter(|v| !v.trim().is_empty()) else {
-            return Ok(default);
-        };
-        match value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError::Invalid {
-                name,
-                value,
-                reason: "must be true or false".into(),
-            }),
-        }
-    }
-
-    fn number<T>(
-        &self,
-        name: &'static str,
-        default: T,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<T, ConfigError>
-    where
-        T: FromStr + PartialOrd + std::fmt::Display + Copy,
-    {
-        let Some(value) = self.raw(name).filter(|v| !v.trim().is_empty()) else {
-            return Ok(default);
-        };
-        let parsed: T = value.trim().parse().map_err(|_| ConfigError::Invalid {
-            name,
-            value: value.clone(),
-            reason: "must be a whole number".into(),
-        })?;
-        if !range.contains(&parsed) {
-            return Err(ConfigError::Invalid {
-                name,
-                value,
-                reason: format!("must be between {} and {}", range.start(), range.end()),
-            });
-        }
-        Ok(parsed)
-    }
+/// The process environment, without the variables that are not UTF-8: where the
+/// `KAFKA_OPTION_*` passthrough is found.
+pub fn env_vars() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 #[cfg(test)]
@@ -512,7 +397,7 @@ mod tests {
         assert_eq!(c.kafka.topic, "orders");
         assert_eq!(c.kafka.group_id, "orders-service");
         assert_eq!(c.kafka.dlq_topic.as_deref(), Some("orders.dlq"));
-        assert_eq!(c.http_addr, "0.0.0.0:8081");
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:8081");
         assert_eq!(c.ingest.max_payload_bytes, 65536);
         assert_eq!(c.cache_compression, crate::cache::CacheCompression::Off);
     }
@@ -693,7 +578,7 @@ mod tests {
     #[test]
     fn the_admin_listener_is_separate_and_loopback_by_default() {
         let c = load(&[DB]).expect("valid");
-        assert_eq!(c.admin_addr, "127.0.0.1:9081");
+        assert_eq!(c.admin_addr.to_string(), "127.0.0.1:9081");
         let err = load(&[
             DB,
             ("HTTP_ADDR", "0.0.0.0:8081"),

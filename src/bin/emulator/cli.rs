@@ -1,13 +1,11 @@
-//! The command line (`emulator --help`) and the settings that fall back to the environment.
+//! The command line (`emulator --help`); the Kafka connection settings are the service's
+//! own ([`KafkaConnection`]), read from the same variables.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use clap::Parser;
-
-pub(crate) const DEFAULT_BROKERS: &str = "127.0.0.1:19092";
-pub(crate) const DEFAULT_TOPIC: &str = "orders";
-const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+use orders_service::config::KafkaConnection;
+use orders_service::config::parse::{non_empty, number};
 
 /// Command-line interface (`emulator --help`).
 #[derive(Parser, Debug)]
@@ -18,13 +16,12 @@ const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
              messages, duplicates and conflicts, or the given JSON files."
 )]
 pub(crate) struct Args {
-    /// Kafka bootstrap servers [env: KAFKA_BROKERS] [default: 127.0.0.1:19092]
-    #[arg(long, value_name = "HOST:PORT[,...]")]
-    pub(crate) brokers: Option<String>,
+    #[command(flatten)]
+    pub(crate) kafka: KafkaConnection,
 
-    /// Topic to produce to [env: KAFKA_TOPIC] [default: orders]
-    #[arg(long)]
-    pub(crate) topic: Option<String>,
+    /// Topic to produce to
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "orders", value_parser = non_empty())]
+    pub(crate) topic: String,
 
     /// Number of messages to produce (all kinds together)
     #[arg(long, default_value_t = 100, conflicts_with = "files")]
@@ -59,9 +56,10 @@ pub(crate) struct Args {
     pub(crate) conflict_ratio: f64,
 
     /// The service's payload limit: too_large messages are made just bigger than this; also
-    /// used to classify --file payloads [env: MAX_PAYLOAD_BYTES] [default: 65536]
-    #[arg(long, value_name = "BYTES")]
-    pub(crate) max_payload_bytes: Option<usize>,
+    /// used to classify --file payloads (1024–16777216)
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", value_name = "BYTES", default_value_t = 64 * 1024,
+          value_parser = number(1024..=16usize << 20))]
+    pub(crate) max_payload_bytes: usize,
 
     /// Send this JSON file as it is instead of generating (repeatable); the key is its
     /// order_uid when it has one
@@ -118,25 +116,6 @@ fn parse_prefix(s: &str) -> Result<String, String> {
         Err(format!(
             "`{s}` is not a uid prefix: at most 32 characters of A-Z a-z 0-9 _ -"
         ))
-    }
-}
-
-pub(crate) fn env_or(value: Option<String>, var: &str, default: &str) -> String {
-    value
-        .or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| default.to_string())
-}
-
-pub(crate) fn max_payload(arg: Option<usize>) -> Result<usize> {
-    if let Some(n) = arg {
-        return Ok(n);
-    }
-    match std::env::var("MAX_PAYLOAD_BYTES") {
-        Ok(v) if !v.is_empty() => v
-            .trim()
-            .parse()
-            .with_context(|| format!("MAX_PAYLOAD_BYTES={v:?} is not a number of bytes")),
-        _ => Ok(DEFAULT_MAX_PAYLOAD_BYTES),
     }
 }
 

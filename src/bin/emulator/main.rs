@@ -41,7 +41,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::MissedTickBehavior;
 
-use crate::cli::{Args, DEFAULT_BROKERS, DEFAULT_TOPIC, env_or, max_payload};
+use crate::cli::Args;
 use crate::file_source::Files;
 use crate::generator::{Generated, Generator, Mix};
 use crate::ledger::{Ledger, create};
@@ -85,9 +85,9 @@ async fn emulate() -> Result<()> {
     }))
     .init();
 
-    let brokers = env_or(args.brokers.clone(), "KAFKA_BROKERS", DEFAULT_BROKERS);
-    let topic = env_or(args.topic.clone(), "KAFKA_TOPIC", DEFAULT_TOPIC);
-    let max_payload = max_payload(args.max_payload_bytes)?;
+    let brokers = args.kafka.kafka_brokers.clone();
+    let topic = args.topic.clone();
+    let max_payload = args.max_payload_bytes;
     let mix = Mix {
         invalid: args.invalid_ratio,
         duplicate: args.duplicate_ratio,
@@ -143,7 +143,7 @@ async fn emulate() -> Result<()> {
         rejects: create(&args.rejects_out)?,
         ..Ledger::default()
     };
-    let producer = producer(&brokers, args.message_timeout_ms)?;
+    let producer = producer(&args.kafka, args.message_timeout_ms)?;
     check_reachable(&producer, &brokers).await?;
 
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use futures::channel::oneshot::Canceled;
 use futures::stream::FuturesUnordered;
-use orders_service::config::ClientProperties;
+use orders_service::config::{self, ClientProperties, KafkaConnection};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -46,13 +46,22 @@ impl ClientContext for KafkaContext {
 
 pub(crate) type FutureProducer = KafkaProducer<KafkaContext>;
 
-/// A producer for `brokers`, with the service's Kafka security settings from the environment
-/// (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_CA_LOCATION`, `KAFKA_OPTION_*`).
-pub(crate) fn producer(brokers: &str, message_timeout_ms: u64) -> Result<FutureProducer> {
-    let security = ClientProperties::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+/// A producer with the service's Kafka connection settings (`KAFKA_BROKERS`,
+/// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_CA_LOCATION`) and the
+/// `KAFKA_OPTION_*` passthrough of the environment.
+pub(crate) fn producer(
+    connection: &KafkaConnection,
+    message_timeout_ms: u64,
+) -> Result<FutureProducer> {
+    let vars: Vec<(String, String)> = config::env_vars().collect();
+    let security = ClientProperties::new(
+        connection,
+        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", &connection.kafka_brokers)
         .set("client.id", "orders-emulator")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
