@@ -352,25 +352,26 @@ fn database_target(
         .map_err(invalid)
 }
 
-/// Variables read besides the settings, with their help: `--help` lists them after the
+/// Variables read besides the settings: name, default, help. `--help` lists them after the
 /// settings, and the README's table has a row for each.
-pub const OTHER_VARIABLES: [(&str, &str); 2] = [
+pub const OTHER_VARIABLES: [(&str, Option<&str>, &str); 2] = [
     (
         "KAFKA_OPTION_<NAME>",
+        None,
         "any other librdkafka property, dots as underscores (KAFKA_OPTION_FETCH_MIN_BYTES=1 → \
          fetch.min.bytes); those the guarantees rest on, or that have a setting, are refused",
     ),
-    (
-        "RUST_LOG",
-        "log filter, env_logger's syntax [default: info]",
-    ),
+    ("RUST_LOG", Some("info"), "log filter, env_logger's syntax"),
 ];
 
 /// The help of [`OTHER_VARIABLES`].
 pub fn other_variables_help() -> String {
     let mut help = String::from("Also read from the environment:\n");
-    for (name, what) in OTHER_VARIABLES {
-        help.push_str(&format!("  {name}\n          {what}\n"));
+    for (name, default, what) in OTHER_VARIABLES {
+        let default = default
+            .map(|d| format!(" [default: {d}]"))
+            .unwrap_or_default();
+        help.push_str(&format!("  {name}\n          {what}{default}\n"));
     }
     help
 }
@@ -595,6 +596,221 @@ mod tests {
         assert_eq!(load(&[DB]).expect("valid").kafka.instance_id, None);
         let err = load(&[DB, ("KAFKA_INSTANCE_ID", "a b")]).expect_err("space");
         assert!(err.to_string().starts_with("KAFKA_INSTANCE_ID="), "{err}");
+    }
+
+    /// Every declared setting: (variable, default, help).
+    fn declared() -> Vec<(String, Option<String>, String)> {
+        use clap::Args;
+        let command = Settings::augment_args(clap::Command::new("orders-service"));
+        let mut all: Vec<_> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let env = arg.get_env()?.to_string_lossy().into_owned();
+                let default: Vec<_> = arg
+                    .get_default_values()
+                    .iter()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .collect();
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                Some((env, (!default.is_empty()).then(|| default.join(",")), help))
+            })
+            .collect();
+        all.extend(OTHER_VARIABLES.iter().map(|(name, default, help)| {
+            (
+                name.to_string(),
+                default.map(str::to_string),
+                help.to_string(),
+            )
+        }));
+        all
+    }
+
+    /// The rows of the README's configuration table: (variable, default, accepted values).
+    /// A default cell in parentheses or a dash means none; a remark after the value, in
+    /// parentheses, is not part of it.
+    fn readme_rows(readme: &str) -> Vec<(String, Option<String>, String)> {
+        let section = readme
+            .split("\n## ")
+            .find(|s| s.starts_with("Configuration"))
+            .expect("the README has a Configuration section");
+        let mut rows = Vec::new();
+        for line in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let default = cells[1].replace('`', "");
+            let default = default.trim();
+            let default = (!(default.starts_with('(') || default == "—" || default == "-"))
+                .then(|| default.split(" (").next().unwrap_or(default).to_string());
+            for name in cells[0].split('`').skip(1).step_by(2) {
+                rows.push((name.to_string(), default.clone(), cells[2].to_string()));
+            }
+        }
+        rows
+    }
+
+    /// Catches a setting added, removed, renamed or given another default without the
+    /// README's table following (or a row left for a setting that is gone).
+    #[test]
+    fn the_readme_table_lists_every_setting_with_its_default_and_nothing_else() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let rows = readme_rows(&readme);
+        let declared = declared();
+        for (name, default, _) in &declared {
+            let row = rows.iter().find(|(n, _, _)| n == name);
+            let Some((_, documented, _)) = row else {
+                panic!("{name} is not in the README's configuration table");
+            };
+            assert_eq!(documented, default, "{name}: README default vs --help");
+        }
+        for (name, _, _) in &rows {
+            assert!(
+                declared.iter().any(|(n, _, _)| n == name),
+                "{name} is in the README's table but not in --help"
+            );
+        }
+    }
+
+    /// The range a setting's help states, e.g. `(1–256)` or `(0–2^64−1)`.
+    fn stated_range(help: &str) -> Option<(u128, u128)> {
+        let number = |text: &str| -> Option<u128> {
+            let (text, less) = text.strip_suffix("−1").map_or((text, 0), |t| (t, 1));
+            match text.strip_prefix("2^") {
+                Some(power) => Some((1u128 << power.parse::<u32>().ok()?) - less),
+                None => text.parse().ok(),
+            }
+        };
+        let (_, tail) = help.rsplit_once('(')?;
+        let (low, high) = tail.strip_suffix(')')?.split_once('–')?;
+        Some((number(low)?, number(high)?))
+    }
+
+    /// Catches a range in `--help` (and so in the README) that is not the one enforced:
+    /// both ends are taken, one step beyond either is refused naming the variable and the
+    /// range; and the README's table states the same range.
+    #[test]
+    fn each_stated_range_is_the_enforced_one_and_the_readmes() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let rows = readme_rows(&readme);
+        let mut checked = 0;
+        for (name, _, help) in declared() {
+            let Some((low, high)) = stated_range(&help) else {
+                continue;
+            };
+            checked += 1;
+            let stated = help.rsplit_once('(').map(|(_, t)| t.trim_end_matches(')'));
+            let stated = stated.unwrap_or_default();
+            let accepted = &rows.iter().find(|(n, _, _)| *n == name).expect(&name).2;
+            assert!(
+                accepted.contains(stated),
+                "{name}: the README accepts {accepted:?}, --help says {stated}"
+            );
+            // Both ends, each with the other settings at values that allow it.
+            let with = |value: u128| {
+                let value = value.to_string();
+                let mut vars = vec![DB, (name.as_str(), value.as_str())];
+                match name.as_str() {
+                    "SHUTDOWN_TIMEOUT_MS" => vars.push(("KAFKA_MAX_POLL_INTERVAL_MS", "86400000")),
+                    "KAFKA_MAX_POLL_INTERVAL_MS" => vars.push(("SHUTDOWN_TIMEOUT_MS", "100")),
+                    _ => {}
+                }
+                load(&vars)
+            };
+            for end in [low, high] {
+                assert!(with(end).is_ok(), "{name}={end}: {:?}", with(end).err());
+            }
+            let range = format!("must be between {low} and {high}");
+            for beyond in [low.checked_sub(1), high.checked_add(1)]
+                .into_iter()
+                .flatten()
+            {
+                let err = with(beyond)
+                    .expect_err(&format!("{name}={beyond}"))
+                    .to_string();
+                assert!(err.starts_with(&format!("{name}=")), "{err}");
+                if beyond <= u128::from(u64::MAX) {
+                    assert!(err.contains(&range), "{err}");
+                }
+            }
+        }
+        assert!(checked >= 19, "only {checked} ranges found in the help");
+    }
+
+    /// Catches a secret's value printed by `--help` (`[env: ADMIN_TOKEN=…]`) or by `Debug`.
+    #[test]
+    fn secret_settings_hide_their_values_in_help_and_debug() {
+        use clap::Args;
+        let command = Settings::augment_args(clap::Command::new("orders-service"));
+        let mut secrets = 0;
+        for arg in command.get_arguments() {
+            let Some(env) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            if ["PASSWORD", "TOKEN", "DATABASE_URL"]
+                .iter()
+                .any(|mark| env.contains(mark))
+            {
+                secrets += 1;
+                assert!(
+                    arg.is_hide_env_values_set(),
+                    "{env} shows its value in --help"
+                );
+            }
+        }
+        assert_eq!(
+            secrets, 4,
+            "DATABASE_URL, MIGRATION_DATABASE_URL, ADMIN_TOKEN, KAFKA_SASL_PASSWORD"
+        );
+        let vars: Vec<(String, String)> = [
+            ("DATABASE_URL", "postgres://app:db-s3cret@localhost/db"),
+            (
+                "MIGRATION_DATABASE_URL",
+                "postgres://own:own-s3cret@localhost/db",
+            ),
+            ("ADMIN_TOKEN", "token-s3cret-0123456789"),
+            ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("KAFKA_SASL_PASSWORD", "sasl-s3cret"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let settings: Settings = parse::from_vars(&vars).expect("valid");
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    /// Catches an empty variable (`.env` lists every one, some empty) refused, or taken as
+    /// something else than unset: numbers and switches take their default, optional
+    /// settings stay off, a required text setting is refused.
+    #[test]
+    fn an_empty_variable_means_unset() {
+        let c = load(&[
+            DB,
+            ("WRITERS", ""),
+            ("CACHE_MAX_BYTES", " "),
+            ("RUN_MIGRATIONS", ""),
+            ("ADMIN_TOKEN", ""),
+            ("MIGRATION_DATABASE_URL", ""),
+            ("KAFKA_INSTANCE_ID", ""),
+            ("KAFKA_SECURITY_PROTOCOL", ""),
+            ("KAFKA_SASL_PASSWORD", ""),
+            ("KAFKA_SSL_CA_LOCATION", ""),
+        ])
+        .expect("valid");
+        assert_eq!(c.ingest.writers, 2);
+        assert_eq!(c.cache_max_bytes, 512 << 20);
+        assert!(c.run_migrations);
+        assert!(c.admin_token.is_none() && c.migration_database.is_none());
+        assert_eq!(c.kafka.instance_id, None);
+        assert_eq!(c.kafka.client, ClientProperties::default());
+        let err = load(&[DB, ("KAFKA_TOPIC", " ")]).expect_err("empty topic");
+        assert!(err.to_string().starts_with("KAFKA_TOPIC="), "{err}");
+        let err = load(&[("DATABASE_URL", "")]).expect_err("empty URL");
+        assert!(
+            err.to_string().starts_with("DATABASE_URL is not set"),
+            "{err}"
+        );
     }
 
     #[test]
