@@ -429,3 +429,74 @@ async fn assert_history_is_read_and_insert_only(runtime: &mut AsyncPgConnection)
         );
     }
 }
+
+/// The rows of the README's configuration table: variable → default (`None`: a default cell
+/// in parentheses or a dash; a remark after the value, in parentheses, is left out).
+fn readme_defaults() -> std::collections::BTreeMap<String, Option<String>> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Configuration"))
+        .expect("a Configuration section");
+    let mut rows = std::collections::BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let default = cells[1].replace('`', "");
+        let default = default.trim();
+        let default = (!(default.starts_with('(') || default == "—"))
+            .then(|| default.split(" (").next().unwrap_or(default).to_string());
+        for name in cells[0].split('`').skip(1).step_by(2) {
+            rows.insert(name.to_string(), default.clone());
+        }
+    }
+    rows
+}
+
+/// Catches `orders-service --help` and the README's table drifting apart (a variable or a
+/// default in one and not the other), and a secret's value printed by `--help`.
+#[test]
+fn the_help_lists_the_readmes_variables_with_their_defaults_and_no_secret() {
+    let out = Command::new(env!("CARGO_BIN_EXE_orders-service"))
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("DATABASE_URL", "postgres://app:help-s3cret@127.0.0.1/db")
+        .env(
+            "MIGRATION_DATABASE_URL",
+            "postgres://own:help-s3cret@127.0.0.1/db",
+        )
+        .env("ADMIN_TOKEN", "help-s3cret-0123456789")
+        .env("KAFKA_SASL_PASSWORD", "help-s3cret")
+        .env("WRITERS", "3")
+        .arg("--help")
+        .output()
+        .expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(!help.contains("s3cret"), "a secret in --help:\n{help}");
+    assert!(
+        help.contains("[env: WRITERS=3]"),
+        "other values are shown:\n{help}"
+    );
+    let setting = regex::Regex::new(r"\[env: ([A-Z0-9_]+)[^\]]*\](?: \[default: ([^\]]*)\])?")
+        .expect("regex");
+    let mut listed: std::collections::BTreeMap<String, Option<String>> = setting
+        .captures_iter(&help)
+        .map(|c| (c[1].to_string(), c.get(2).map(|d| d.as_str().to_string())))
+        .collect();
+    // The variables read besides the settings, listed after them.
+    let other = help
+        .split("Also read from the environment:")
+        .nth(1)
+        .expect("the other variables are listed");
+    let name =
+        regex::Regex::new(r"(?m)^  (\S+)\n\s+.*?(?:\[default: ([^\]]*)\])?$").expect("regex");
+    for c in name.captures_iter(other) {
+        listed.insert(c[1].to_string(), c.get(2).map(|d| d.as_str().to_string()));
+    }
+    assert!(listed.len() >= 40, "{listed:?}");
+    assert_eq!(
+        listed,
+        readme_defaults(),
+        "--help (left) vs the README's table (right)"
+    );
+}
