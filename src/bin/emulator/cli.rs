@@ -134,4 +134,23 @@ mod tests {
             .expect("valid arguments");
         assert_eq!((args.count, args.rate), (5, 20_000.0));
     }
+
+    /// Catches the emulator's Kafka flags drifting from the service's: `--brokers` (what the
+    /// scripts pass) and the service's own flag name both set the shared setting.
+    #[test]
+    fn the_kafka_connection_is_the_services() {
+        for flag in ["--brokers", "--kafka-brokers"] {
+            let args = Args::try_parse_from(["emulator", flag, "broker-1:9092"]).expect(flag);
+            assert_eq!(args.kafka.kafka_brokers, "broker-1:9092");
+        }
+        let refused = Args::try_parse_from(["emulator", "--kafka-security-protocol", "tls"])
+            .expect_err("not a protocol");
+        let shown = orders_service::config::setting_error(&refused).map(|e| e.to_string());
+        assert!(
+            shown
+                .as_deref()
+                .is_some_and(|s| s.starts_with("KAFKA_SECURITY_PROTOCOL=")),
+            "{refused}"
+        );
+    }
 }
