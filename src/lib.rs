@@ -12,8 +12,9 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: typed configuration from env/.env; errors name the variable; secrets never in
-//!   `Debug`; Kafka security and `KAFKA_OPTION_*` properties.
+//! - [`config`]: every setting declared once (`settings.rs`: variable, flag, default, range,
+//!   help), read from env/.env; errors name the variable; secrets never in `Debug` or
+//!   `--help`; the Kafka connection shared with the emulator and `KAFKA_OPTION_*`.
 //! - [`startup`]: the build order: HTTP first (so `/health` answers), then wait for the
 //!   database → migrations under an advisory lock → cache warm-up → topics → reader + writers.
 //! - [`shutdown`]: the ordered, bounded stop.
