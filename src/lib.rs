@@ -8,7 +8,7 @@
 //!           (contiguous done                                        └──Put──▶ CacheActor
 //!            prefix per partition)                                             ▲   │ miss
 //!  browser / curl ──▶ actix-web handlers ──Get──────────────────────────────────┘   ▼
-//!                                      └──RecentOrders/DeadLetters──▶ DbReader ──▶ PostgreSQL
+//!                                      └──RecentOrders/DeadLetterPage──▶ DbReader ──▶ PostgreSQL
 //! ```
 //!
 //! # Layout
@@ -16,7 +16,8 @@
 //!   help), read from env/.env; errors name the variable; secrets never in `Debug` or
 //!   `--help`; the Kafka connection shared with the emulator and `KAFKA_OPTION_*`.
 //! - [`startup`]: the build order: HTTP first (so `/health` answers), then wait for the
-//!   database → migrations under an advisory lock → cache warm-up → topics → reader + writers.
+//!   database → migrations under an advisory lock → then the cache warm-up and the Kafka
+//!   reader + writers side by side.
 //! - [`shutdown`]: the ordered, bounded stop.
 //! - [`domain`]: the order model and `parse_and_validate` (pure, heavily unit-tested).
 //! - [`ingest`]: what becomes of each message of a batch (stored, duplicate, dead letter),

@@ -1,6 +1,6 @@
 //! Every metric the service exports, each declared once: field, kind, name and help text in
 //! one line of the table below (the help text *is* its documentation; the README's metrics
-//! table lists the same names, checked by `tests/read_api.rs`). Base units: seconds, bytes.
+//! table lists the same names, checked by `tests/api/read_api.rs`). Base units: seconds, bytes.
 //! Served at `/metrics` together with the HTTP metrics of actix-web-prom
 //! (`orders_http_requests_total`, `orders_http_requests_duration_seconds`), from one
 //! registry. `/stats` reads the same values.

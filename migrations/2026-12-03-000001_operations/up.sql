@@ -8,7 +8,7 @@ CREATE TABLE dead_letter_replays (
     replayed_at     timestamptz NOT NULL DEFAULT now(),
     -- stored | duplicate | conflict | rejected
     result          text        NOT NULL CHECK (result IN ('stored', 'duplicate', 'conflict', 'rejected')),
-    -- The rejection reason and detail of today's validation, for `rejected`.
+    -- The rejection reason and detail of the current validation, for `rejected`.
     reason          text,
     detail          text
 );

@@ -122,7 +122,7 @@ bench_wait_stored() {
 }
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$service_pid/status"; }
-# Binaries from before the admin listener serve /metrics on the public one.
+# A COMPARE_BIN without an admin listener serves /metrics on the public one.
 metric() { curl -s "${admin:-$base}/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 # The running service's start-up warm-up, in whole milliseconds.
 warmup_ms() { awk -v s="$(metric orders_warmup_seconds)" 'BEGIN {printf "%.0f", s * 1000}'; }

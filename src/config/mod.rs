@@ -51,7 +51,8 @@ pub struct Config {
     /// `MIGRATION_DATABASE_URL`: the role that owns the schema and runs migrations; `None`
     /// migrates as the runtime role (which works where that role owns the schema).
     pub migration_database: Option<DbTarget>,
-    /// Connections in the read pool (cache misses, listings, warm-up, health).
+    /// Connections in the read pool (cache misses, lists, health, /stats, replay; the warm-up
+    /// has two connections of its own).
     pub db_pool_size: u32,
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
@@ -146,7 +147,8 @@ pub struct IngestConfig {
     pub max_payload_bytes: usize,
     /// Messages handed to writers and not yet acknowledged: the back-pressure bound.
     pub max_in_flight: usize,
-    /// Payload bytes of those messages: the bound that matters for large orders.
+    /// Memory those messages hold, counted as 3 × payload + 512 bytes each: the bound that
+    /// matters for large orders.
     pub max_in_flight_bytes: usize,
     pub writers: usize,
     /// Most orders one writer puts in one transaction.

@@ -68,7 +68,7 @@ impl From<DieselError> for DbError {
 /// from the error's fields). Other messages keep their words with every quoted part cut:
 /// PostgreSQL quotes the values it puts in a message (`invalid input syntax for type
 /// bigint: "…"`). A trigger's own `RAISE` message is the trigger author's text: values it
-/// formats into the message unquoted would stay (the README says to raise with
+/// formats into the message unquoted would stay (docs/security.md says to raise with
 /// `USING CONSTRAINT`/`DETAIL` instead).
 pub fn described(e: &DieselError) -> String {
     match e {

@@ -59,7 +59,7 @@ impl Window {
         !std::mem::replace(&mut self.polling, true)
     }
 
-    /// Whether to poll once more at `now`; `false` ends this round (the poller sleeps until
+    /// Whether to poll once more at `now`; `false` ends this polling window (the poller sleeps until
     /// the next answer).
     pub fn keep_polling(&mut self, now: Instant) -> bool {
         let within = self

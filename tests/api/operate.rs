@@ -74,7 +74,7 @@ async fn a_too_large_order_is_stored_unchanged_once_the_limit_is_raised_and_repl
         0
     );
 
-    // The limit raised (today's configuration): stored, while the service runs.
+    // The limit raised (the current configuration): stored, while the service runs.
     let out = replay(&env, &[], &["--reason", "too_large"]);
     assert!(out.contains("1 stored"), "{out}");
     let (status, order) = get_json(&service, "/order/replay-big").await;
