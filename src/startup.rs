@@ -45,6 +45,8 @@ pub struct Application {
     servers: Vec<Server>,
     config: Config,
     pool: PgPool,
+    /// `READ_DATABASE_URL`'s pool, for the warm-up (the DbReader holds a clone).
+    read_pool: Option<PgPool>,
     health: Arc<Health>,
     cache: Addr<CacheActor>,
     reader_slot: Arc<OnceLock<Addr<KafkaReader>>>,
@@ -62,10 +64,23 @@ impl Application {
             DlqState::Ok
         });
         let pool = db::read_pool(&config.database, config.db_pool_size);
+        let read_pool = config.read_database.as_ref().map(|target| {
+            log::info!(
+                "misses, lists and the warm-up read from READ_DATABASE_URL={} (a miss it does not find is asked of DATABASE_URL)",
+                target.shown()
+            );
+            db::read_pool(target, config.db_pool_size)
+        });
         let reader_settings = ReaderSettings {
             max_payload_bytes: config.ingest.max_payload_bytes,
         };
-        let db_reader = DbReader::new(pool.clone(), health.clone(), reader_settings).start();
+        let db_reader = DbReader::new(
+            pool.clone(),
+            read_pool.clone(),
+            health.clone(),
+            reader_settings,
+        )
+        .start();
         // Started by the first HTTP worker, on its thread (see `cache::actor`).
         let (cache, hosted_cache) = HostedCache::new(CacheActor::new(
             config.cache_max_bytes,
@@ -121,6 +136,7 @@ impl Application {
             servers: vec![server, admin],
             config,
             pool,
+            read_pool,
             health,
             cache,
             reader_slot,
@@ -166,7 +182,12 @@ impl Application {
         // does not grow with the cache (a full 512 MiB cache takes seconds to warm). The
         // service reports ready once both are done; until then misses are read from the
         // database as usual.
-        let warm = warm_cache(&self.config, &self.pool, &self.health, &self.cache);
+        let warm = warm_cache(
+            &self.config,
+            (&self.pool, self.read_pool.as_ref()),
+            &self.health,
+            &self.cache,
+        );
         let started = start_ingest(&self.config, &self.health, &self.cache, &self.reader_slot);
         tokio::pin!(warm, started);
         let (mut ingest, mut warmed) = (None, false);
@@ -239,7 +260,7 @@ async fn prepare_database(
     health: &Arc<Health>,
 ) -> anyhow::Result<()> {
     health.set_phase("waiting for the database");
-    wait_for_database(&config.database).await;
+    wait_for_database(&config.database, health).await;
     health.set_db_up(true);
 
     if config.run_migrations {
@@ -271,16 +292,36 @@ async fn warn_about_excess_rights(config: &Config, pool: &PgPool) {
     }
 }
 
-/// Loads the newest stored orders into the cache (see [`crate::cache::warm_up`]).
+/// Loads the newest stored orders into the cache (see [`crate::cache::warm_up`]), from
+/// the read standby while it answers, else from the primary.
 async fn warm_cache(
     config: &Config,
-    pool: &PgPool,
+    (pool, read_pool): (&PgPool, Option<&PgPool>),
     health: &Health,
     cache: &Addr<CacheActor>,
 ) -> anyhow::Result<()> {
+    use crate::health::Reads;
+
     let started = Instant::now();
+    let standby = match (&config.read_database, read_pool) {
+        (Some(target), Some(read_pool)) if health.reads() == Reads::Standby => {
+            Some((target, read_pool))
+        }
+        _ => None,
+    };
     let warmed = if config.cache_max_bytes == 0 {
         0 // The cache is off: nothing to read.
+    } else if let Some((target, read_pool)) = standby {
+        // A page that arrives twice (read again from the primary) replaces its entries.
+        match cache::warm_up(target, config.cache_compression, read_pool, cache).await {
+            Ok(warmed) => warmed,
+            Err(e) => {
+                log::warn!(
+                    "the cache warm-up from READ_DATABASE_URL failed ({e:#}): warming from DATABASE_URL"
+                );
+                cache::warm_up(&config.database, config.cache_compression, pool, cache).await?
+            }
+        }
     } else {
         cache::warm_up(&config.database, config.cache_compression, pool, cache).await?
     };
@@ -309,13 +350,9 @@ async fn start_ingest(
         .context("Failed to create the Kafka consumer (KAFKA_BROKERS)")?;
     // Know the topics' state before reporting ready; the probe keeps watching them.
     let dlq_topic = config.kafka.dlq_topic.clone();
-    probe::probe_once(&consumer, &config.kafka.topic, dlq_topic.as_deref(), health).await;
-    probe::watch(
-        consumer.clone(),
-        config.kafka.topic.clone(),
-        dlq_topic.clone(),
-        health.clone(),
-    );
+    let mut topics = probe::Probe::new(consumer.clone(), &config.kafka, health.clone());
+    topics.once().await;
+    topics.watch();
     let reader = KafkaReader::new(
         consumer.clone(),
         state,
@@ -380,18 +417,21 @@ async fn start_ingest(
 }
 
 /// Waits until the database answers, logging what it waits for and why it failed (refused,
-/// authentication, certificate), with capped backoff. Connects directly, not through the
-/// pool, whose errors only say "timed out".
-async fn wait_for_database(target: &db::DbTarget) {
+/// authentication, certificate), with capped backoff, then its durability settings and
+/// replication. Connects directly, not through the pool, whose errors only say "timed out".
+async fn wait_for_database(target: &db::DbTarget, health: &Health) {
     let mut backoff = Backoff::new(STARTUP_MAX_BACKOFF);
     let mut attempts = 0u32;
     loop {
         let answer = match target.connect().await {
-            Ok(mut conn) => db::durability(&mut conn).await,
+            Ok(mut conn) => match db::durability(&mut conn).await {
+                Ok(d) => Ok((d, db::replication::replication(&mut conn).await)),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(db::DbError::Unavailable(format!("cannot connect: {e}"))),
         };
         match answer {
-            Ok(d) => {
+            Ok((d, replication)) => {
                 if attempts > 0 {
                     log::info!("the database answers after {attempts} failed attempts");
                 }
@@ -406,6 +446,16 @@ async fn wait_for_database(target: &db::DbTarget) {
                     d.fsync,
                     d.synchronous_commit
                 );
+                match replication {
+                    Ok(replication) => {
+                        let line = replication.change_since(None).map(|(level, line)| {
+                            log::log!(level, "{line}");
+                        });
+                        debug_assert!(line.is_some(), "a first check is always logged");
+                        health.set_replication(replication);
+                    }
+                    Err(e) => log::warn!("cannot read the database's replication: {e}"),
+                }
                 return;
             }
             Err(e) => {

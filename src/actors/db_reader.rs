@@ -1,7 +1,21 @@
 //! DbReader: the read queries (single orders for the CacheActor's misses, recent lists,
 //! counts, dead letters) and the database health probe. Lives on the main System with
-//! the pool: neither HTTP workers nor the CacheActor (which runs on one of them) open
+//! the pools: neither HTTP workers nor the CacheActor (which runs on one of them) open
 //! database connections on their own runtimes.
+//!
+//! With `READ_DATABASE_URL`, misses and lists read from that standby (counts, dead letters
+//! and replays stay on the primary: the truth, and writes). A standby replays what the
+//! primary committed a moment later, so:
+//! - a miss the standby does not find is asked of the primary before it is answered 404
+//!   ([`prefer_standby`]): replication lag, or a paused replay, never turns a stored order
+//!   into a 404 (a list may lag by as much, and says nothing wrong);
+//! - a standby that fails or does not answer within [`STANDBY_TIMEOUT`] is left: reads go
+//!   to the primary, `/health` says `reads: primary (standby down)` (degraded), and the
+//!   probe returns them to the standby once it answers again.
+//!
+//! It also re-checks, every [`REPLICATION_EVERY`] and whenever the database answers again
+//! after an outage (a failover changes it), the primary's replication
+//! ([`crate::db::replication`]) and the read standby's position, for `/health`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,12 +29,56 @@ use tokio::sync::oneshot;
 use crate::cache::messages::{LoadOrder, Loaded};
 use crate::db::dead_letters::{self, LetterFilter, ReplayRecord};
 use crate::db::models::OrderSummary;
-use crate::db::{DbError, PgPool, queries};
-use crate::health::Health;
+use crate::db::{DbError, PgPool, queries, replication};
+use crate::health::{Health, Reads};
 use crate::replay;
 
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a read may wait for the standby before the primary answers it instead.
+pub const STANDBY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time between two checks of the primary's replication and the read standby's position.
+const REPLICATION_EVERY: Duration = Duration::from_secs(10);
+
+/// Where a read that prefers the standby got its answer.
+#[derive(Debug)]
+pub enum Route {
+    /// No standby to read from (none configured, or it is down): the primary.
+    Primary,
+    Standby,
+    /// The standby had nothing (a miss it has not replayed yet, or truly absent): the primary.
+    NotOnStandby,
+    /// The standby failed or did not answer in time: the primary.
+    StandbyFailed(DbError),
+}
+
+/// Reads from `standby` if given, and from `primary` when there is no standby, when it
+/// fails or is slower than [`STANDBY_TIMEOUT`], or when what it found is `absent`: only the
+/// primary may say that something is not stored. Returns the answer and where it came from.
+pub async fn prefer_standby<T, S, P>(
+    standby: Option<S>,
+    absent: impl Fn(&T) -> bool,
+    primary: impl FnOnce() -> P,
+) -> (Result<T, DbError>, Route)
+where
+    S: Future<Output = Result<T, DbError>>,
+    P: Future<Output = Result<T, DbError>>,
+{
+    let Some(read) = standby else {
+        return (primary().await, Route::Primary);
+    };
+    match tokio::time::timeout(STANDBY_TIMEOUT, read).await {
+        Ok(Ok(found)) if !absent(&found) => (Ok(found), Route::Standby),
+        Ok(Ok(_)) => (primary().await, Route::NotOnStandby),
+        Ok(Err(e)) => (primary().await, Route::StandbyFailed(e)),
+        Err(_) => (
+            primary().await,
+            Route::StandbyFailed(DbError::Unavailable(format!(
+                "no answer within {STANDBY_TIMEOUT:?}"
+            ))),
+        ),
+    }
+}
 
 /// Stored orders, summarised, newest first, below the `before` cursor.
 #[derive(Message)]
@@ -136,6 +194,8 @@ const PAYLOAD_PREVIEW: i32 = 4096;
 
 pub struct DbReader {
     pool: PgPool,
+    /// `READ_DATABASE_URL`'s pool.
+    standby: Option<PgPool>,
     health: Arc<Health>,
     count: CountCache,
     settings: ReaderSettings,
@@ -149,13 +209,107 @@ pub struct ReaderSettings {
 }
 
 impl DbReader {
-    pub fn new(pool: PgPool, health: Arc<Health>, settings: ReaderSettings) -> Self {
+    /// `standby`: the pool of `READ_DATABASE_URL`, if set.
+    pub fn new(
+        pool: PgPool,
+        standby: Option<PgPool>,
+        health: Arc<Health>,
+        settings: ReaderSettings,
+    ) -> Self {
+        health.set_reads(if standby.is_some() {
+            Reads::Standby
+        } else {
+            Reads::Primary
+        });
         Self {
             pool,
+            standby,
             health,
             count: CountCache::default(),
             settings,
         }
+    }
+
+    /// The standby's pool while reads go to it.
+    fn standby(&self) -> Option<PgPool> {
+        self.standby
+            .clone()
+            .filter(|_| self.health.reads() == Reads::Standby)
+    }
+
+    /// Re-checks the primary's replication and the read standby's position for `/health`,
+    /// logging what changed.
+    fn check_replication(&self, ctx: &mut Context<Self>) {
+        let (pool, standby, health) =
+            (self.pool.clone(), self.standby.clone(), self.health.clone());
+        ctx.spawn(
+            async move {
+                let checked = async {
+                    let mut conn = pool.get().await?;
+                    let replication = replication::replication(&mut conn).await?;
+                    let read_server = match standby {
+                        Some(standby) => read_position(&standby, &mut conn).await,
+                        None => None,
+                    };
+                    Ok::<_, DbError>((replication, read_server))
+                };
+                match tokio::time::timeout(PROBE_TIMEOUT * 2, checked).await {
+                    Ok(Ok((replication, read_server))) => {
+                        let before = health.set_replication(replication.clone());
+                        if let Some((level, line)) = replication.change_since(before.as_ref()) {
+                            log::log!(level, "{line}");
+                        }
+                        if read_server.is_some() {
+                            health.set_read_server(read_server);
+                        }
+                    }
+                    Ok(Err(e)) => log::debug!("the replication check failed: {e}"),
+                    Err(_) => log::debug!("the replication check timed out"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// Where the read standby stands, with its replay lag behind `primary` (`None` if it does
+/// not answer).
+async fn read_position(
+    standby: &PgPool,
+    primary: &mut diesel_async::AsyncPgConnection,
+) -> Option<replication::ReadServer> {
+    let mut conn = standby.get().await.ok()?;
+    let (mut server, replayed) = replication::read_server(&mut conn).await.ok()?;
+    if let Some(replayed) = replayed {
+        server.replay_lag_bytes = replication::replay_lag_bytes(primary, &replayed).await.ok();
+    }
+    Some(server)
+}
+
+/// Pings `pool` within [`PROBE_TIMEOUT`].
+async fn answers(pool: PgPool) -> bool {
+    let ping = async {
+        let mut conn = pool.get().await.map_err(DbError::from)?;
+        queries::ping(&mut conn).await.map_err(DbError::from)
+    };
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, ping).await, Ok(Ok(())))
+}
+
+/// Records where a read got its answer; a failed standby sends reads to the primary until
+/// the probe finds it answering again.
+fn record(health: &Health, route: &Route, primary_found: bool) {
+    match route {
+        Route::NotOnStandby if primary_found => health.found_on_primary(),
+        Route::StandbyFailed(e) => {
+            health.standby_failed();
+            if health.reads() == Reads::Standby {
+                health.set_reads(Reads::StandbyDown);
+                log::warn!(
+                    "the read standby (READ_DATABASE_URL) failed ({e}): reading from the primary until it answers again"
+                );
+            }
+        }
+        _ => {}
     }
 }
 
@@ -164,20 +318,36 @@ impl Actor for DbReader {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(PROBE_EVERY, |act, ctx| {
-            let pool = act.pool.clone();
-            let probe = async move {
-                let ping = async {
-                    let mut conn = pool.get().await.map_err(DbError::from)?;
-                    queries::ping(&mut conn).await.map_err(DbError::from)
-                };
-                matches!(tokio::time::timeout(PROBE_TIMEOUT, ping).await, Ok(Ok(())))
+            let primary = answers(act.pool.clone());
+            ctx.spawn(primary.into_actor(act).map(|up, act, ctx| {
+                let was_up = act.health.db_up();
+                act.health.set_db_up(up);
+                // Back after an outage: perhaps on another server (a failover).
+                if up && !was_up {
+                    act.check_replication(ctx);
+                }
+            }));
+            let Some(standby) = act.standby.clone() else {
+                return;
             };
-            ctx.spawn(
-                probe
-                    .into_actor(act)
-                    .map(|up, act, _| act.health.set_db_up(up)),
-            );
+            ctx.spawn(answers(standby).into_actor(act).map(|up, act, _| {
+                match (act.health.reads(), up) {
+                    (Reads::StandbyDown, true) => {
+                        act.health.set_reads(Reads::Standby);
+                        log::info!("the read standby (READ_DATABASE_URL) answers again: reading from it");
+                    }
+                    (Reads::Standby, false) => {
+                        act.health.set_reads(Reads::StandbyDown);
+                        log::warn!(
+                            "the read standby (READ_DATABASE_URL) does not answer: reading from the primary until it does"
+                        );
+                    }
+                    _ => {}
+                }
+            }));
         });
+        self.check_replication(ctx);
+        ctx.run_interval(REPLICATION_EVERY, |act, ctx| act.check_replication(ctx));
     }
 }
 
@@ -185,10 +355,15 @@ impl Handler<RecentOrders> for DbReader {
     type Result = ResponseFuture<Result<Vec<OrderSummary>, DbError>>;
 
     fn handle(&mut self, msg: RecentOrders, _: &mut Context<Self>) -> Self::Result {
-        let pool = self.pool.clone();
-        Box::pin(async move {
+        let (pool, standby, health) = (self.pool.clone(), self.standby(), self.health.clone());
+        let read = async move |pool: PgPool| {
             let mut conn = pool.get().await?;
             Ok(queries::recent_summaries(&mut conn, msg.before, msg.limit).await?)
+        };
+        Box::pin(async move {
+            let (answer, route) = prefer_standby(standby.map(read), |_| false, || read(pool)).await;
+            record(&health, &route, false);
+            answer
         })
     }
 }
@@ -199,13 +374,23 @@ impl Handler<LoadOrder> for DbReader {
     type Result = ResponseFuture<Loaded>;
 
     fn handle(&mut self, msg: LoadOrder, _: &mut Context<Self>) -> Self::Result {
-        let pool = self.pool.clone();
+        let (pool, standby, health) = (self.pool.clone(), self.standby(), self.health.clone());
+        let uid = msg.uid;
         Box::pin(async move {
-            let mut conn = pool.get().await?;
-            let order = queries::find_order(&mut conn, &msg.uid).await?;
-            Ok(order.map(|o| o.to_json()))
+            let on_standby = standby.map(|standby| load_order(standby, uid.clone()));
+            let (answer, route) =
+                prefer_standby(on_standby, Option::is_none, || load_order(pool, uid)).await;
+            record(&health, &route, matches!(answer, Ok(Some(_))));
+            answer
         })
     }
+}
+
+/// One stored order's JSON, read through `pool`.
+async fn load_order(pool: PgPool, uid: String) -> Result<Option<Vec<u8>>, DbError> {
+    let mut conn = pool.get().await?;
+    let order = queries::find_order(&mut conn, &uid).await?;
+    Ok(order.map(|o| o.to_json()))
 }
 
 impl Handler<DeadLetterPage> for DbReader {
@@ -312,6 +497,79 @@ impl Handler<CountOrders> for DbReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn found(uid: &str) -> Result<Option<String>, DbError> {
+        Ok(Some(uid.to_string()))
+    }
+
+    #[tokio::test]
+    async fn an_order_the_standby_has_is_not_asked_of_the_primary() {
+        let (answer, route) =
+            prefer_standby(Some(async { found("a") }), Option::is_none, || async {
+                panic!("the primary was asked")
+            })
+            .await;
+        assert_eq!(answer.expect("read"), Some("a".into()));
+        assert!(matches!(route, Route::Standby), "{route:?}");
+    }
+
+    #[tokio::test]
+    async fn an_order_the_standby_lacks_is_asked_of_the_primary_before_a_404() {
+        let (answer, route) = prefer_standby(Some(async { Ok(None) }), Option::is_none, || async {
+            found("stored a moment ago")
+        })
+        .await;
+        assert_eq!(answer.expect("read"), Some("stored a moment ago".into()));
+        assert!(matches!(route, Route::NotOnStandby), "{route:?}");
+        // Absent on both: the primary's answer is the 404.
+        let (answer, _) = prefer_standby(Some(async { Ok(None) }), Option::is_none, || async {
+            Ok::<Option<String>, DbError>(None)
+        })
+        .await;
+        assert_eq!(answer.expect("read"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_or_silent_standby_is_answered_by_the_primary() {
+        let (answer, route) = prefer_standby(
+            Some(async { Err(DbError::Unavailable("refused".into())) }),
+            Option::is_none,
+            || async { found("a") },
+        )
+        .await;
+        assert_eq!(answer.expect("read"), Some("a".into()));
+        assert!(matches!(route, Route::StandbyFailed(_)), "{route:?}");
+        let silent = std::future::pending::<Result<Option<String>, DbError>>();
+        let (answer, route) =
+            prefer_standby(Some(silent), Option::is_none, || async { found("b") }).await;
+        assert_eq!(answer.expect("read"), Some("b".into()));
+        assert!(
+            matches!(&route, Route::StandbyFailed(e) if e.to_string().contains("no answer")),
+            "{route:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_standby_the_primary_answers() {
+        let none: Option<std::future::Ready<Result<Option<String>, DbError>>> = None;
+        let (answer, route) = prefer_standby(none, Option::is_none, || async { found("a") }).await;
+        assert_eq!(answer.expect("read"), Some("a".into()));
+        assert!(matches!(route, Route::Primary), "{route:?}");
+    }
+
+    #[test]
+    fn a_failed_standby_sends_reads_to_the_primary_once_logged() {
+        let health = Health::new();
+        health.set_reads(Reads::Standby);
+        record(&health, &Route::NotOnStandby, true);
+        record(&health, &Route::NotOnStandby, false);
+        let failed = || Route::StandbyFailed(DbError::Unavailable("gone".into()));
+        record(&health, &failed(), true);
+        record(&health, &failed(), true);
+        let r = health.report();
+        assert_eq!(r.reads.from, Reads::StandbyDown);
+        assert_eq!((r.reads.found_on_primary, r.reads.standby_failures), (1, 2));
+    }
 
     #[test]
     fn a_slow_count_is_repeated_less_often() {

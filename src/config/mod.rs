@@ -51,6 +51,9 @@ pub struct Config {
     /// `MIGRATION_DATABASE_URL`: the role that owns the schema and runs migrations; `None`
     /// migrates as the runtime role (which works where that role owns the schema).
     pub migration_database: Option<DbTarget>,
+    /// `READ_DATABASE_URL`: a standby (or several hosts) for misses, lists and the warm-up;
+    /// `None` reads from `DATABASE_URL`. See `actors::db_reader` for the fallbacks.
+    pub read_database: Option<DbTarget>,
     /// Connections in the read pool (cache misses, lists, health, /stats, replay; the warm-up
     /// has two connections of its own).
     pub db_pool_size: u32,
@@ -108,6 +111,9 @@ pub struct KafkaConfig {
     /// `KAFKA_INSTANCE_ID`: static group membership (`group.instance.id`). A restarted
     /// instance with the same id takes its partitions back at once, without a rebalance.
     pub instance_id: Option<String>,
+    /// `KAFKA_EXPECTED_REPLICATION`: the replication factor the orders topic should have;
+    /// `/health` warns when it has fewer replicas or fewer in sync (see `kafka::probe`).
+    pub expected_replication: usize,
     /// Security and passthrough properties for every Kafka client.
     pub client: ClientProperties,
 }
@@ -181,6 +187,9 @@ impl Config {
         let migration_database = Secret::non_empty(s.migration_database_url)
             .map(|url| database_target("MIGRATION_DATABASE_URL", url.expose(), connect_timeout))
             .transpose()?;
+        let read_database = Secret::non_empty(s.read_database_url)
+            .map(|url| database_target("READ_DATABASE_URL", url.expose(), connect_timeout))
+            .transpose()?;
         let admin_token = Secret::non_empty(s.admin_token)
             .map(|token| admin_token(token.expose()))
             .transpose()?;
@@ -193,6 +202,7 @@ impl Config {
         let config = Config {
             database,
             migration_database,
+            read_database,
             db_pool_size: s.db_pool_size,
             kafka: KafkaConfig {
                 brokers: s.kafka.kafka_brokers,
@@ -204,6 +214,7 @@ impl Config {
                 auto_commit_interval_ms: s.kafka_commit_interval_ms,
                 dlq_backlog_max_bytes: s.dlq_backlog_max_bytes,
                 instance_id,
+                expected_replication: s.kafka_expected_replication,
                 client,
             },
             ingest: IngestConfig {
@@ -819,5 +830,54 @@ mod tests {
     fn a_bad_listen_address_names_http_addr() {
         let err = load(&[DB, ("HTTP_ADDR", "localhost")]).expect_err("invalid");
         assert!(err.to_string().contains("HTTP_ADDR"), "{err}");
+    }
+
+    #[test]
+    fn a_read_database_is_optional_and_a_bad_one_is_named_without_its_password() {
+        let c = load(&[DB]).expect("valid");
+        assert!(c.read_database.is_none());
+        assert!(
+            load(&[DB, ("READ_DATABASE_URL", " ")])
+                .expect("valid")
+                .read_database
+                .is_none(),
+            "empty: read from DATABASE_URL"
+        );
+        let c = load(&[
+            DB,
+            (
+                "READ_DATABASE_URL",
+                "postgres://app:pw@standby1,standby2/db",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.read_database.expect("set").shown(),
+            "postgres://app:***@standby1,standby2/db"
+        );
+        for bad in [
+            "mysql://app:s3cret@standby/db",
+            "postgres://app:s3cret@standby/db?sslmode=sometimes",
+        ] {
+            let err = load(&[DB, ("READ_DATABASE_URL", bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.starts_with("READ_DATABASE_URL="), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_expected_replication_is_one_unless_set_and_bounded() {
+        assert_eq!(load(&[DB]).expect("valid").kafka.expected_replication, 1);
+        let c = load(&[DB, ("KAFKA_EXPECTED_REPLICATION", "3")]).expect("valid");
+        assert_eq!(c.kafka.expected_replication, 3);
+        for bad in ["0", "17", "three"] {
+            let err = load(&[DB, ("KAFKA_EXPECTED_REPLICATION", bad)]).expect_err(bad);
+            assert!(
+                err.to_string().starts_with("KAFKA_EXPECTED_REPLICATION="),
+                "{err}"
+            );
+        }
     }
 }

@@ -41,6 +41,11 @@ pub struct Settings {
           help_heading = DATABASE)]
     pub run_migrations: bool,
 
+    /// PostgreSQL URL of a standby (or several hosts) for cache misses, lists and the
+    /// warm-up; a miss it lacks is asked of the primary; empty: DATABASE_URL
+    #[arg(long, env, hide_env_values = true, value_parser = secret(), help_heading = DATABASE)]
+    pub read_database_url: Option<Secret>,
+
     /// Connections in the read pool (1–256)
     #[arg(long, env, default_value_t = 8, value_parser = number(1..=256u32),
           help_heading = DATABASE)]
@@ -96,6 +101,12 @@ pub struct Settings {
     /// unique per instance; empty: dynamic membership
     #[arg(long, env, value_parser = text(), help_heading = KAFKA)]
     pub kafka_instance_id: Option<String>,
+
+    /// The replication factor the orders topic should have; /health warns when it has fewer
+    /// replicas or fewer in sync (1–16)
+    #[arg(long, env, default_value_t = 1, value_parser = number(1..=16usize),
+          help_heading = KAFKA)]
+    pub kafka_expected_replication: usize,
 
     /// Memory for dead letters waiting for a failing or missing DLQ topic, in bytes
     /// (0–1073741824)

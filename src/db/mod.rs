@@ -5,6 +5,7 @@ pub mod dead_letters;
 pub mod models;
 pub mod queries;
 mod redact;
+pub mod replication;
 pub mod retention;
 pub mod schema;
 mod tls;
