@@ -10,6 +10,7 @@ mod helpers;
 mod abuse;
 mod boundary;
 mod broker_restart;
+mod cluster;
 mod crash;
 mod db_outage;
 mod durability;

@@ -18,10 +18,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 mod checks;
+mod cluster;
 mod service;
 mod stream;
 
 pub use checks::*;
+pub use cluster::*;
 pub use service::*;
 pub use stream::*;
 
@@ -121,6 +123,8 @@ pub struct TestEnv {
     pub group: String,
     pub infra_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// Where the database is dropped from at the end (a superuser's URL).
+    admin_url: String,
     _infra: InfraGuard,
 }
 
@@ -200,6 +204,7 @@ impl TestEnv {
             group: format!("group_{id}"),
             infra_dir,
             log_dir,
+            admin_url,
             _infra: guard,
         }
     }
@@ -443,7 +448,7 @@ impl Drop for TestEnv {
             );
             return;
         }
-        let admin_url = env("TEST_ADMIN_DATABASE_URL");
+        let admin_url = self.admin_url.clone();
         let (database, brokers) = (self.database.clone(), self.brokers.clone());
         let topics = [self.topic.clone(), self.dlq_topic.clone()];
         // Drop runs inside the test's runtime, which cannot be blocked on: clean up on a
