@@ -2,8 +2,8 @@
 //! replicated engines (3 Kafka brokers, a PostgreSQL primary and two standbys), the fault
 //! commands, and what the tests measure with.
 //!
-//! `scripts/test` starts the cluster with `scripts/cluster up --no-service` and names it in
-//! `TEST_CLUSTER_DIR`; every test runs its own instances of the service. A cluster test
+//! `scripts/chaos cluster` starts the cluster with `scripts/cluster up --no-service` and
+//! names it in `TEST_CLUSTER_DIR`; every test runs its own instances of the service. A cluster test
 //! holds the infrastructure for itself (no other test runs meanwhile: on two cores, three
 //! brokers, three PostgreSQL servers and the instances are load enough) and starts with
 //! `scripts/cluster heal`, so a test that failed half-way leaves no fault behind for the next.
@@ -45,7 +45,7 @@ pub struct Cluster {
 impl Cluster {
     fn from_env() -> Self {
         let dir = PathBuf::from(std::env::var("TEST_CLUSTER_DIR").unwrap_or_else(|_| {
-            panic!("TEST_CLUSTER_DIR is not set: the cluster tests run through scripts/test, which starts scripts/cluster")
+            panic!("TEST_CLUSTER_DIR is not set: the cluster tests run through scripts/chaos cluster, which starts scripts/cluster")
         }));
         let cluster = Self {
             dir,
