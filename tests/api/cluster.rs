@@ -265,6 +265,7 @@ async fn an_asynchronous_failover_loses_the_window_the_readme_names_and_it_is_me
     // stored on the old primary after the cut: the window starts here.
     let committed_before_cut = env.committed();
     cluster.run(&["pg-detach", &target.n.to_string()]);
+    let cut = Instant::now();
     let detached_at = env.end_offsets();
     // Orders produced after the detachment, stored and their offsets committed: what the
     // standby will lack.
@@ -350,10 +351,10 @@ async fn an_asynchronous_failover_loses_the_window_the_readme_names_and_it_is_me
         .collect();
     let span = times.iter().max().copied().unwrap_or(0) - times.iter().min().copied().unwrap_or(0);
     eprintln!(
-        "FIGURES async failover: {line} (pg{} was the old primary; pg{} cut off {} committed messages earlier); the command took {} ms; {in_flight_n} orders in flight at the kill; stored again {} ms after it returned; {}; LOST {} valid orders, all committed in Kafka between the standby's cut and the failover ({} messages), produced over {span} ms; {} of {} valid orders stored exactly once",
+        "FIGURES async failover: {line} (pg{} was the old primary; pg{} cut off {} ms before the kill); the command took {} ms; {in_flight_n} orders in flight at the kill; stored again {} ms after it returned; {}; LOST {} valid orders, all committed in Kafka between the standby's cut and the failover ({} messages), produced over {span} ms; {} of {} valid orders stored exactly once",
         old.n,
         target.n,
-        offsets_past(&committed_after, &detached_at),
+        ms(killed.duration_since(cut)),
         ms(window),
         ms(resumed),
         pause,

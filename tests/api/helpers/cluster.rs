@@ -198,8 +198,10 @@ pub async fn cluster_env(name: &str) -> (TestEnv, Cluster) {
         .execute(&mut admin)
         .await
         .expect("create test database");
-    let nodes = cluster.pg_status();
-    let all: Vec<&PgNode> = nodes.iter().collect();
+    // Every node, the primary of the moment first (as an operator lists them): after a
+    // failover of it, only the multi-host URL leads the service to the new one.
+    let (primary, standbys) = (cluster.primary(), cluster.standbys());
+    let all: Vec<&PgNode> = std::iter::once(&primary).chain(&standbys).collect();
     let database_url = cluster.pg_url("orders_app", &db, &all, "?target_session_attrs=read-write");
     let brokers = cluster.var("KAFKA_BROKERS").to_string();
     let topic = format!("orders_{id}");
