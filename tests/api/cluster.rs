@@ -708,6 +708,13 @@ async fn the_durability_report_follows_the_replication() {
         )),
         "not logged at start-up"
     );
+    let (_, stats) = get_json(&service, "/stats").await;
+    assert_eq!(stats["health"]["durability"], "sync standby", "{stats}");
+    assert_eq!(
+        stats["health"]["replication"]["synchronous_standby_names"],
+        report["replication"]["synchronous_standby_names"],
+        "{stats}"
+    );
 
     cluster.run(&["pg-sync"]);
     let (report, local) = wait_health(&service, Duration::from_secs(25), |h| {
