@@ -1,6 +1,7 @@
 //! Every metric the service exports, each declared once: field, kind, name and help text in
-//! one line of the table below (the help text *is* its documentation; the README's metrics
-//! table lists the same names, checked by `tests/api/read_api.rs`). Base units: seconds, bytes.
+//! one line of the table below (the help text *is* its documentation; the metrics table of
+//! docs/operations.md lists the same names, checked by `tests/api/read_api.rs`). Base units:
+//! seconds, bytes.
 //! Served at `/metrics` together with the HTTP metrics of actix-web-prom
 //! (`orders_http_requests_total`, `orders_http_requests_duration_seconds`), from one
 //! registry. `/stats` reads the same values.
@@ -163,7 +164,7 @@ mod tests {
     use super::*;
 
     /// Catches a metric registered in the registry outside the table (it would be exported
-    /// but missing from `NAMES`, so from the README check and the docs), and a declared name
+    /// but missing from `NAMES`, so from the docs check), and a declared name
     /// that the registry does not export under that name.
     #[test]
     fn the_registry_exports_exactly_the_declared_metrics() {

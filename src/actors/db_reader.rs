@@ -204,7 +204,7 @@ pub struct DbReader {
 /// What the operations need from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct ReaderSettings {
-    /// Payload limit replays validate against (today's `MAX_PAYLOAD_BYTES`).
+    /// Payload limit replays validate against (the current `MAX_PAYLOAD_BYTES`).
     pub max_payload_bytes: usize,
 }
 
