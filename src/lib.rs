@@ -36,7 +36,8 @@
 //!   metrics, stats, dead letters, replay, the operator's page); request ids and the access
 //!   log; every error a JSON body.
 //! - [`replay`]: dead letters through the current validation and write path, outcomes recorded.
-//! - [`logging`]: `LOG_FORMAT` (text, json) and the log budgets.
+//! - [`logging`]: `LOG_FORMAT` (text, json), the log budgets, and the log's own writer thread
+//!   (lines leave the request path through a bounded queue).
 //! - [`health`]: component states shared by actors and `/health`.
 //! - [`metrics`]: every Prometheus metric, declared once with its help text.
 

@@ -97,7 +97,14 @@ fn main() -> ExitCode {
         Err(e) => return configuration_error(&e),
     };
     orders_service::logging::init(config.log_format);
-    match cli.command.unwrap_or(Command::Serve) {
+    let code = run(cli.command.unwrap_or(Command::Serve), config);
+    // The log is written by its own thread: what is still queued goes out before the exit.
+    orders_service::logging::flush();
+    code
+}
+
+fn run(command: Command, config: Config) -> ExitCode {
+    match command {
         Command::Migrate => match db::run_migrations(
             config
                 .migration_database
@@ -145,6 +152,7 @@ fn main() -> ExitCode {
                     1
                 }
             };
+            orders_service::logging::flush();
             std::process::exit(code)
         }
     }

@@ -136,6 +136,7 @@ metrics! {
     db_up: IntGauge = ("orders_db_up", "1 when the last database probe succeeded.", ()),
     kafka_up: IntGauge = ("orders_kafka_up", "1 when librdkafka reports a broker up.", ()),
     admin_unauthorized: IntCounter = ("orders_admin_unauthorized_total", "Admin requests refused for a missing or wrong ADMIN_TOKEN.", ()),
+    access_log_dropped: IntCounter = ("orders_access_log_dropped_total", "Access log lines dropped because the log's queue was full (its destination took less than the service wrote); requests never wait for the log.", ()),
     log_lines_suppressed: IntCounter = ("orders_log_lines_suppressed_total", "Per-message log lines left out by the log rate limit (every rejection is still counted and stored).", ()),
 }
 

@@ -40,7 +40,7 @@ pub async fn request_id_and_access_log(
         _ => HeaderValue::from_str(&new_id()).expect("hex is a valid header value"),
     };
     let log = req.app_data::<web::Data<AccessLog>>().is_some_and(|a| a.0)
-        && log::log_enabled!(target: "orders_service::access", log::Level::Info);
+        && log::log_enabled!(target: crate::logging::ACCESS_TARGET, log::Level::Info);
     // Only what the access line needs, and only when it is written.
     let logged = log.then(|| (req.method().clone(), req.peer_addr(), Instant::now()));
     let mut res = next.call(req).await?;
@@ -55,7 +55,7 @@ pub async fn request_id_and_access_log(
         let id = id.to_str().unwrap_or_default();
         let client = client.map_or_else(|| "-".to_string(), |a| a.ip().to_string());
         log::info!(
-            target: "orders_service::access",
+            target: crate::logging::ACCESS_TARGET,
             client = client.as_str(), method = method.as_str(), route = route.as_str(),
             status = status, duration_ms = ms, request_id = id;
             "{client} {method} {route} {status} {ms:.3} ms"

@@ -6,11 +6,16 @@
 //! `method`, `route`, `status`, `duration_ms`, `request_id`) are log key-values: appended as
 //! `key=value` in text, separate JSON fields in json.
 
-use std::io::Write;
-use std::sync::Mutex;
+mod queue;
+
+use std::cell::Cell;
+use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::metrics::METRICS;
+
+pub use queue::{LineQueue, Priority, Sent};
 
 /// `LOG_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +35,17 @@ impl LogFormat {
     }
 }
 
-/// Installs the logger (`RUST_LOG` filter, default `info`) in `LOG_FORMAT`'s format.
+/// The access log's target: its lines may be dropped when the log's queue is full.
+pub const ACCESS_TARGET: &str = "orders_service::access";
+
+/// How long a shutdown waits for the log to be written out.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+static QUEUE: OnceLock<LineQueue> = OnceLock::new();
+
+/// Installs the logger (`RUST_LOG` filter, default `info`) in `LOG_FORMAT`'s format. Lines
+/// are formatted by env_logger on the thread that logs and written by the log's own thread
+/// (see `queue`); call [`flush`] before the process exits.
 pub fn init(format: LogFormat) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
@@ -40,7 +55,99 @@ pub fn init(format: LogFormat) {
     if format == LogFormat::Json {
         builder.format(|buf, record| writeln!(buf, "{}", json_line(record)));
     }
-    builder.init();
+    // env_logger colours only a terminal it writes to itself; ours is behind the queue.
+    if std::env::var_os("RUST_LOG_STYLE").is_none() && std::io::stderr().is_terminal() {
+        builder.write_style(env_logger::WriteStyle::Always);
+    }
+    let queue = match LineQueue::start(
+        std::io::stderr(),
+        queue::CAPACITY,
+        queue::LINGER,
+        METRICS.access_log_dropped.clone(),
+    ) {
+        Ok(queue) => QUEUE.get_or_init(|| queue).clone(),
+        Err(e) => {
+            // Without a thread of its own the log is written by whoever logs, as before.
+            eprintln!("orders-service: no log writer thread ({e}); logging synchronously");
+            builder.init();
+            return;
+        }
+    };
+    builder.target(env_logger::Target::Pipe(Box::new(QueueWriter {
+        queue,
+        line: Vec::new(),
+    })));
+    let inner = builder.build();
+    let max_level = inner.filter();
+    if log::set_boxed_logger(Box::new(QueuedLogger { inner })).is_ok() {
+        log::set_max_level(max_level);
+    }
+}
+
+/// Writes out every line logged so far (waits at most 2 s for a stalled destination).
+pub fn flush() {
+    if let Some(queue) = QUEUE.get() {
+        queue.flush(FLUSH_WAIT);
+    }
+}
+
+thread_local! {
+    /// The priority of the record this thread is logging: env_logger hands its writer bytes,
+    /// not records, and writes them on the thread that logs.
+    static PRIORITY: Cell<Priority> = const { Cell::new(Priority::Lossless) };
+}
+
+/// env_logger (filter, format), with the record's priority passed to the writer.
+struct QueuedLogger {
+    inner: env_logger::Logger,
+}
+
+impl log::Log for QueuedLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.inner.matches(record) {
+            return;
+        }
+        let priority = if record.target() == ACCESS_TARGET {
+            Priority::Droppable
+        } else {
+            Priority::Lossless
+        };
+        PRIORITY.with(|p| p.set(priority));
+        self.inner.log(record);
+    }
+
+    fn flush(&self) {
+        flush();
+    }
+}
+
+/// env_logger's destination: one formatted record per `write_all` + `flush`, each record
+/// handed to the queue whole.
+struct QueueWriter {
+    queue: LineQueue,
+    line: Vec<u8>,
+}
+
+impl Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        let line = std::mem::take(&mut self.line);
+        if let Sent::Closed(line) = self.queue.send(line, PRIORITY.with(Cell::get)) {
+            std::io::stderr().write_all(&line)?;
+        }
+        Ok(())
+    }
 }
 
 /// A record as one JSON object.
