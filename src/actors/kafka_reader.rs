@@ -33,8 +33,11 @@ use crate::kafka::offsets::Delivery;
 use crate::kafka::{OrdersConsumer, ReaderState, lock};
 use crate::metrics::METRICS;
 
-/// How long one poll waits for a message before the reader looks around again.
-const POLL: Duration = Duration::from_millis(100);
+/// How long one poll waits for a message before the reader looks around again. A message
+/// ends the wait at once, so this only sets how often an idle reader wakes up (and polls
+/// librdkafka, which must see a poll within `KAFKA_MAX_POLL_INTERVAL_MS`, at least 10 s).
+/// 100 ms woke an idle service ten times a second for nothing.
+const POLL: Duration = Duration::from_secs(1);
 /// Longest the final synchronous commit may take at shutdown.
 const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most messages taken from librdkafka's queue in one go.

@@ -27,7 +27,7 @@ use futures::stream::FuturesUnordered;
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer};
 use tokio::sync::Notify;
 
 use crate::config::ClientProperties;
@@ -148,8 +148,11 @@ impl Backlog {
 /// Publishes dead letters. Cheap to clone (everything is shared).
 #[derive(Clone)]
 pub struct DlqPublisher {
-    /// Replaced after a fatal producer error (an idempotent producer cannot go on after one).
-    producer: Arc<RwLock<FutureProducer>>,
+    /// Made on the first dead letter: an idle producer is not free (its polling thread wakes
+    /// ten times a second and librdkafka's own threads keep timers), and most services never
+    /// see a dead letter. Replaced after a fatal producer error (an idempotent producer
+    /// cannot go on after one).
+    producer: Arc<RwLock<Option<FutureProducer>>>,
     config: ClientConfig,
     topic: String,
     source_topic: String,
@@ -188,9 +191,12 @@ impl DlqPublisher {
                 MESSAGE_TIMEOUT.as_millis().to_string(),
             );
         client.apply(&mut config);
-        let producer: FutureProducer = config.create()?;
+        // A bad setting fails the start-up, not the first dead letter: librdkafka checks the
+        // configuration when a client is made (this one is dropped at once; connecting waits
+        // for the first letter).
+        drop(config.create::<BaseProducer>()?);
         let this = Self {
-            producer: Arc::new(RwLock::new(producer)),
+            producer: Arc::new(RwLock::new(None)),
             config,
             topic: topic.to_string(),
             source_topic: source_topic.to_string(),
@@ -321,16 +327,41 @@ impl DlqPublisher {
             .producer
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .client()
-            .fatal_error();
+            .as_ref()
+            .and_then(|producer| producer.client().fatal_error());
         let Some((code, reason)) = fatal else {
             return;
         };
         log::error!("the DLQ producer hit a fatal error ({code:?}: {reason}); creating a new one");
         match self.config.create::<FutureProducer>() {
-            Ok(producer) => *self.producer.write().unwrap_or_else(|p| p.into_inner()) = producer,
+            Ok(producer) => {
+                *self.producer.write().unwrap_or_else(|p| p.into_inner()) = Some(producer);
+            }
             Err(e) => log::error!("could not create a new DLQ producer: {e}"),
         }
+    }
+
+    /// The producer, made now if this is the first dead letter (a cheap clone otherwise).
+    fn producer(&self) -> Result<FutureProducer, KafkaError> {
+        if let Some(producer) = self
+            .producer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Ok(producer.clone());
+        }
+        let mut slot = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(producer) = slot.as_ref() {
+            return Ok(producer.clone());
+        }
+        log::debug!(
+            "the first dead letter: connecting the producer of {}",
+            self.topic
+        );
+        let producer: FutureProducer = self.config.create()?;
+        *slot = Some(producer.clone());
+        Ok(producer)
     }
 
     pub fn topic(&self) -> &str {
@@ -386,12 +417,7 @@ impl DlqPublisher {
         if let Some(key) = &letter.key {
             record = record.key(key.as_slice());
         }
-        let producer = self
-            .producer
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        producer
+        self.producer()?
             .send(record, Duration::from_secs(1))
             .await
             .map(|_| ())
