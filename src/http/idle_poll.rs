@@ -76,6 +76,8 @@ pub struct IdlePoll {
     wake: Notify,
     /// Polls so far: what the tests watch.
     polls: Cell<u64>,
+    /// Whether this worker's poller task runs: what the tests watch.
+    poller_running: Cell<bool>,
 }
 
 impl IdlePoll {
@@ -86,6 +88,7 @@ impl IdlePoll {
             window: Cell::new(window),
             wake: Notify::new(),
             polls: Cell::new(0),
+            poller_running: Cell::new(false),
         });
         if window.enabled() {
             actix_web::rt::spawn(run(Rc::clone(&poll)));
@@ -112,6 +115,7 @@ impl IdlePoll {
 }
 
 async fn run(poll: Rc<IdlePoll>) {
+    poll.poller_running.set(true);
     loop {
         poll.wake.notified().await;
         while poll.keep_polling() {
@@ -180,6 +184,7 @@ mod tests {
         let window = Duration::from_millis(20);
         let poll = IdlePoll::start(window);
         tokio::time::sleep(window).await;
+        assert!(poll.poller_running.get());
         assert_eq!(poll.polls.get(), 0, "no answer yet: the poller must sleep");
 
         poll.answered();
@@ -201,11 +206,18 @@ mod tests {
         );
     }
 
+    /// Fails if a poller task is spawned with polling off (a task per worker that has no
+    /// business there), not only if it polls.
     #[actix_web::test]
     async fn a_zero_window_starts_no_poller() {
         let poll = IdlePoll::start(Duration::ZERO);
         poll.answered();
+        // Gives a spawned task every chance to run.
         tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !poll.poller_running.get(),
+            "a poller task runs with polling off"
+        );
         assert_eq!(poll.polls.get(), 0);
     }
 }

@@ -458,9 +458,10 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// `HTTP_IDLE_POLL_US`: with workers polling after each answer, every answer is still right,
 /// the polling ends once requests stop (an idle service spends next to no CPU), and a SIGTERM
-/// while the workers poll still stops the service at once. Fails if the poller never sleeps
-/// again (a core's worth of CPU while idle), if it keeps a worker from stopping, or if the
-/// polling task starves the handlers or the CacheActor (wrong or missing answers).
+/// while the workers poll still stops the service at once. Fails if the setting is ignored
+/// (no CPU spent polling between close requests), if the poller never sleeps again (a
+/// core's worth of CPU while idle), if it keeps a worker from stopping, or if the polling
+/// task starves the handlers or the CacheActor (wrong or missing answers).
 #[tokio::test]
 async fn idle_polling_serves_every_answer_then_sleeps_and_stops_on_sigterm() {
     let env = TestEnv::new("idle_poll").await;
@@ -477,9 +478,26 @@ async fn idle_polling_serves_every_answer_then_sleeps_and_stops_on_sigterm() {
         }
     }
 
+    let hz = 100; // CLK_TCK on Linux
+    // Requests 30 ms apart, inside the 50 ms window: the worker polls between them, so a
+    // second of them costs a good part of a core (71 ticks when measured on a busy 2-core
+    // machine). Without polling (the setting ignored) the 33 answers cost 7 ticks there.
+    let before = cpu_ticks(service.pid());
+    let started = std::time::Instant::now();
+    for (i, uid) in uids.iter().cycle().take(33).enumerate() {
+        let due = started + Duration::from_millis(30 * i as u64);
+        tokio::time::sleep_until(due.into()).await;
+        assert_eq!(get(&service, &format!("/order/{uid}")).await.status(), 200);
+    }
+    let polling = cpu_ticks(service.pid()) - before;
+    eprintln!("{polling} ticks of CPU in a second of requests 30 ms apart");
+    assert!(
+        polling >= hz / 4,
+        "{polling} ticks of CPU in a second of requests 30 ms apart: the workers did not poll"
+    );
+
     // Idle: after the window, a second of wall time must cost far less than a second of CPU.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let hz = 100; // CLK_TCK on Linux
     let before = cpu_ticks(service.pid());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = cpu_ticks(service.pid()) - before;
