@@ -20,13 +20,16 @@ pub struct Order {
     #[validate(custom(function = "rules::non_empty_text"))]
     pub entry: CompactString,
     #[validate(nested)]
+    #[serde(deserialize_with = "object::one")]
     pub delivery: Delivery,
     #[validate(nested)]
+    #[serde(deserialize_with = "object::one")]
     pub payment: Payment,
     #[validate(
         length(min = 1, max = 1000, message = "must hold 1 to 1000 items"),
         nested
     )]
+    #[serde(deserialize_with = "object::each")]
     pub items: Vec<Item>,
     #[validate(custom(function = "rules::text"))]
     pub locale: CompactString,
@@ -116,4 +119,60 @@ pub struct Item {
     pub brand: CompactString,
     #[validate(range(min = 0, message = "must be >= 0"))]
     pub status: i64,
+}
+
+/// Nested structs from JSON objects only. serde's derive also reads a struct from an array of
+/// its fields in declaration order (`"delivery": ["Test Testov", "+9720000000", …]`), so an
+/// array would pass where the schema says object; read through [`ObjectOnly`], it is a
+/// `schema` rejection ("invalid type: sequence, expected struct Delivery").
+mod object {
+    use serde::de::{Deserialize, Deserializer, Visitor};
+
+    pub(super) fn one<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+        T::deserialize(ObjectOnly(d))
+    }
+
+    pub(super) fn each<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        let objects = Vec::<Object<T>>::deserialize(d)?;
+        Ok(objects.into_iter().map(|o| o.0).collect())
+    }
+
+    /// One element of an array of objects.
+    #[repr(transparent)]
+    struct Object<T>(T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            one(d).map(Object)
+        }
+    }
+
+    /// Asks the underlying deserializer for a map whatever the derive asks for, so a
+    /// sequence is an "invalid type" error where it stands (its path included).
+    struct ObjectOnly<D>(D);
+
+    impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectOnly<D> {
+        type Error = D::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.deserialize_map(visitor)
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            self.0.deserialize_map(visitor)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
 }

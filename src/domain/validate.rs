@@ -362,6 +362,22 @@ mod tests {
         assert_eq!(r.field.as_deref(), Some("sm_id"));
     }
 
+    /// serde's derive reads a struct from an array of its fields too; the schema says object.
+    #[test]
+    fn rejects_an_object_sent_as_an_array_as_schema_naming_its_path() {
+        let as_array =
+            |v: &Value| Value::Array(v.as_object().expect("obj").values().cloned().collect());
+        let r = with(|v| v["delivery"] = as_array(&v["delivery"]));
+        assert_eq!(r.reason, RejectReason::Schema, "{r}");
+        assert_eq!(r.field.as_deref(), Some("delivery"));
+        let r = with(|v| v["payment"] = as_array(&v["payment"]));
+        assert_eq!(r.reason, RejectReason::Schema, "{r}");
+        assert_eq!(r.field.as_deref(), Some("payment"));
+        let r = with(|v| v["items"][0] = as_array(&v["items"][0]));
+        assert_eq!(r.reason, RejectReason::Schema, "{r}");
+        assert_eq!(r.field.as_deref(), Some("items[0]"));
+    }
+
     #[test]
     fn rejects_an_empty_object_as_schema() {
         assert_eq!(rejected(&json!({})).reason, RejectReason::Schema);
