@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use compact_str::CompactString;
 use diesel::prelude::*;
+use diesel::result::Error::SerializationError;
 
 use super::schema::{deliveries, items, orders, payments};
 use crate::domain::{Delivery, Item, Order, Payment};
@@ -102,6 +103,26 @@ pub struct DeadLetterRow {
     pub detail: String,
     pub order_uid: Option<String>,
     pub received_at: DateTime<Utc>,
+}
+
+/// `orders.date_created` as the insert binds it: the producer's RFC 3339 text as an instant
+/// (the text itself goes to `date_created_raw`, which is what the order is rebuilt from).
+/// Validation parsed the same text, so this fails only for an order that skipped it.
+pub fn date_created_column(order: &Order) -> QueryResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&order.date_created)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| {
+            SerializationError(format!("order {}: date_created: {e}", order.order_uid).into())
+        })
+}
+
+/// `items.sale` as the insert binds it (an `integer` column, read back into the order's
+/// `i64`). Validation keeps a sale within 0..=100, so this fails only for an order that
+/// skipped it.
+pub fn sale_column(item: &Item) -> QueryResult<i32> {
+    i32::try_from(item.sale).map_err(|_| {
+        SerializationError(format!("item sale {} does not fit an integer", item.sale).into())
+    })
 }
 
 /// Rebuilds the order exactly as it was produced (field for field).

@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Int8, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::models::{DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow, assemble};
+use super::models::{
+    DeliveryRow, ItemRow, OrderRow, OrderSummary, PaymentRow, assemble, date_created_column,
+    sale_column,
+};
 use super::schema::{deliveries, items, orders, payments};
 use super::unnest::{Values, insert};
 use crate::domain::{Item, Order, Rejection};
@@ -90,27 +92,6 @@ pub async fn insert_orders(
     )?
     .load(conn)
     .await
-}
-
-/// `orders.date_created` as the insert binds it: the producer's RFC 3339 text as an instant
-/// (the text itself goes to `date_created_raw`, which is what the order is rebuilt from).
-fn date_created_column(order: &Order) -> QueryResult<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(&order.date_created)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| {
-            diesel::result::Error::SerializationError(
-                format!("order {}: date_created: {e}", order.order_uid).into(),
-            )
-        })
-}
-
-/// `items.sale` as the insert binds it (an `integer` column).
-fn sale_column(item: &Item) -> QueryResult<i32> {
-    i32::try_from(item.sale).map_err(|_| {
-        diesel::result::Error::SerializationError(
-            format!("item sale {} does not fit an integer", item.sale).into(),
-        )
-    })
 }
 
 /// Inserts the delivery, payment and item rows of orders just created (`id`, order).
@@ -316,14 +297,23 @@ pub async fn orders_in_id_range(
         .order((items::order_id.asc(), items::position.asc()))
         .select(ItemRow::as_select())
         .load::<ItemRow>(&mut &*conn);
-    let (heads, mut lines) = futures::try_join!(heads, lines)?;
-    Ok(heads
+    let (heads, lines) = futures::try_join!(heads, lines)?;
+    Ok(assemble_page(heads, lines))
+}
+
+/// A warm-up page's orders, from its heads as `orders_in_id_range` selects them (newest
+/// first) and its lines (by order id, then position).
+pub fn assemble_page(
+    heads: Vec<(OrderRow, DeliveryRow, PaymentRow)>,
+    mut lines: Vec<ItemRow>,
+) -> Vec<Order> {
+    heads
         .into_iter()
         .map(|(o, d, p)| {
             let own = take_lines(&mut lines, o.id);
             assemble(o, d, p, own)
         })
-        .collect())
+        .collect()
 }
 
 /// Takes the lines of order `id` off the end of `lines` (sorted by order id, then position),
