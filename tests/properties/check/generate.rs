@@ -35,10 +35,12 @@ pub struct ValidCase {
 }
 
 pub fn valid_case(u: &mut Unstructured) -> Result<ValidCase> {
+    // Drawn first, so that a fuzzer reaches pages of several orders early.
+    let others = u.int_in_range(0..=2)?;
     let first = valid_order(u)?;
     let payload = producer_json(u, &first)?;
     let mut page = vec![first];
-    for _ in 0..u.int_in_range(0..=2)? {
+    for _ in 0..others {
         page.push(valid_order(u)?);
     }
     Ok(ValidCase {
@@ -574,6 +576,15 @@ pub fn hostile_payload(u: &mut Unstructured, limit: usize) -> Result<Vec<u8>> {
                 };
                 if let Some(v) = value.pointer_mut(at) {
                     *v = serde_json::json!(v.as_i64().unwrap_or(0).saturating_add(nudge));
+                }
+                if one_in(u, 3)? {
+                    // Items whose total_price adds up past i64::MAX.
+                    if let Some(Value::Array(items)) = value.pointer_mut("/items")
+                        && let Some(mut big) = items.first().cloned()
+                    {
+                        big["total_price"] = serde_json::json!(i64::MAX);
+                        items.push(big);
+                    }
                 }
             } else {
                 for _ in 0..u.int_in_range(1..=2)? {
