@@ -496,6 +496,11 @@ fn write_string(u: &mut Unstructured, s: &str, out: &mut Vec<u8>) -> Result<()> 
     let escape_all = one_in(u, 8)?;
     let mixed = one_in(u, 4)?;
     out.push(b'"');
+    if !escape_all && !mixed && !s.contains(|c| c < ' ' || c == '"' || c == '\\') {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return Ok(());
+    }
     for c in s.chars() {
         let must = c < ' ' || c == '"' || c == '\\';
         let escape = must || escape_all || (mixed && u.arbitrary()?);
