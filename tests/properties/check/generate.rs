@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use arbitrary::{Result, Unstructured};
 use compact_str::CompactString;
-use orders_service::cache_entry::CacheCompression;
+use orders_service::cache::entry::CacheCompression;
 use orders_service::domain::{Delivery, Item, Order, Payment};
 use serde_json::{Map, Value};
 use validator::ValidateEmail;

@@ -12,7 +12,7 @@ pub mod generate;
 pub mod oracle;
 pub mod rows;
 
-use orders_service::cache_entry::{CacheCompression, unpack};
+use orders_service::cache::entry::{CacheCompression, unpack};
 use orders_service::domain::{Order, RejectReason, ValidOrder, parse_and_validate};
 use sha2::{Digest, Sha256};
 
