@@ -570,8 +570,9 @@ pub fn hostile_payload(u: &mut Unstructured, limit: usize) -> Result<Vec<u8>> {
             if u.arbitrary()? {
                 break_rule(u, &mut value)?;
             } else if one_in(u, 3)? {
-                // Money that no longer adds up, in any of the places that sum.
-                let nudge = *u.choose(&[-1, 1, i64::MAX])?;
+                // Money that no longer adds up, in any of the places that sum (or, with no
+                // nudge, only when the items below are added).
+                let nudge = *u.choose(&[-1, 1, i64::MAX, 0])?;
                 let at = match u.int_in_range(0..=4)? {
                     0 => "/payment/amount",
                     1 => "/payment/goods_total",
@@ -583,12 +584,22 @@ pub fn hostile_payload(u: &mut Unstructured, limit: usize) -> Result<Vec<u8>> {
                     *v = serde_json::json!(v.as_i64().unwrap_or(0).saturating_add(nudge));
                 }
                 if one_in(u, 3)? {
-                    // Items whose total_price adds up past i64::MAX.
+                    // Items whose total_price adds up past i64::MAX: one more of i64::MAX, or
+                    // i64::MAX, i64::MAX and 2, which add 2^64 and so wrap back to the total
+                    // stated (only a sum that wraps would accept it).
+                    let added: &[i64] = if u.arbitrary()? {
+                        &[i64::MAX]
+                    } else {
+                        &[i64::MAX, i64::MAX, 2]
+                    };
                     if let Some(Value::Array(items)) = value.pointer_mut("/items")
-                        && let Some(mut big) = items.first().cloned()
+                        && let Some(first) = items.first().cloned()
                     {
-                        big["total_price"] = serde_json::json!(i64::MAX);
-                        items.push(big);
+                        for &total_price in added {
+                            let mut big = first.clone();
+                            big["total_price"] = serde_json::json!(total_price);
+                            items.push(big);
+                        }
                     }
                 }
             } else {
