@@ -26,5 +26,6 @@ mod read_api;
 mod rebalance;
 mod replay;
 mod retention;
+mod round_trip;
 mod sigterm;
 mod transport;
