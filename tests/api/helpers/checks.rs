@@ -95,16 +95,9 @@ pub async fn wait_until_drained(env: &TestEnv, timeout: Duration) -> bool {
     .await
 }
 
-/// The checks every fault test ends with: the stored orders are exactly the valid orders
-/// produced, each once, with their exact item counts, and no valid order was dead-lettered.
-pub async fn assert_exactly_the_valid_orders_are_stored(env: &TestEnv, uids_file: &Path) {
-    let expected = read_uids(uids_file);
-    assert!(
-        !expected.is_empty(),
-        "the emulator reported no valid orders"
-    );
-    let mut conn = env.db().await;
-    let stored = stored_orders(&mut conn).await;
+/// The stored orders' uids with their item counts; fails if a uid is stored twice.
+pub async fn stored_once(conn: &mut AsyncPgConnection) -> HashMap<String, i64> {
+    let stored = stored_orders(conn).await;
     let stored_map: HashMap<String, i64> = stored
         .iter()
         .map(|r| (r.order_uid.clone(), r.items))
@@ -114,6 +107,19 @@ pub async fn assert_exactly_the_valid_orders_are_stored(env: &TestEnv, uids_file
         stored_map.len(),
         "an order_uid is stored twice"
     );
+    stored_map
+}
+
+/// The checks every fault test ends with: the stored orders are exactly the valid orders
+/// produced, each once, with their exact item counts, and no valid order was dead-lettered.
+pub async fn assert_exactly_the_valid_orders_are_stored(env: &TestEnv, uids_file: &Path) {
+    let expected = read_uids(uids_file);
+    assert!(
+        !expected.is_empty(),
+        "the emulator reported no valid orders"
+    );
+    let mut conn = env.db().await;
+    let stored_map = stored_once(&mut conn).await;
     let missing: Vec<&String> = expected
         .keys()
         .filter(|u| !stored_map.contains_key(*u))

@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use diesel::sql_query;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -226,30 +224,16 @@ pub async fn cluster_env(name: &str) -> (TestEnv, Cluster) {
 }
 
 async fn create_replicated_topics(brokers: &str, topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|(name, partitions)| {
-            NewTopic::new(name, *partitions, TopicReplication::Fixed(3))
-                .set("min.insync.replicas", "2")
-                .set("unclean.leader.election.enable", "false")
-        })
-        .collect();
-    let results = admin
-        .create_topics(
-            &new,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .expect("create topics");
-    for r in results {
-        if let Err((topic, e)) = r {
-            panic!("create topic {topic}: {e}");
-        }
-    }
+    create_topics_replicated(
+        brokers,
+        topics,
+        3,
+        &[
+            ("min.insync.replicas", "2"),
+            ("unclean.leader.election.enable", "false"),
+        ],
+    )
+    .await
 }
 
 /// The service's environment on the cluster beyond `TestEnv::service_env`: the orders

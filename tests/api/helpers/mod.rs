@@ -415,18 +415,34 @@ pub fn order_with_items(uid: &str, items: usize) -> Vec<u8> {
 }
 
 pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
+    create_topics_replicated(brokers, topics, 1, &[]).await
+}
+
+/// Creates `topics` (name, partitions) with `replication` replicas each and the topic
+/// `configs`; panics naming the topic the broker refused.
+pub async fn create_topics_replicated(
+    brokers: &str,
+    topics: &[(&str, i32)],
+    replication: i32,
+    configs: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .map(|(name, partitions)| {
+            configs.iter().fold(
+                NewTopic::new(name, *partitions, TopicReplication::Fixed(replication)),
+                |topic, (key, value)| topic.set(key, value),
+            )
+        })
         .collect();
     let results = admin
         .create_topics(
             &new,
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
         .await
         .expect("create topics");
