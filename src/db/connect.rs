@@ -51,7 +51,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_postgres::config::{Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
-use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -348,22 +348,25 @@ impl DbTarget {
             Some(tls) => {
                 let tls = MakeTlsConnect::<TcpStream>::make_tls_connect(&mut tls.clone(), name)
                     .map_err(|e| format!("{name:?} cannot be checked as a TLS server name: {e}"))?;
-                let (client, connection) = self
-                    .config
-                    .connect_raw(stream, tls)
-                    .await
-                    .map_err(|e| with_causes(&e))?;
-                self.finish(client, connection).await
+                self.start_over(stream, tls).await
             }
-            None => {
-                let (client, connection) = self
-                    .config
-                    .connect_raw(stream, NoTls)
-                    .await
-                    .map_err(|e| with_causes(&e))?;
-                self.finish(client, connection).await
-            }
+            None => self.start_over(stream, NoTls).await,
         }
+    }
+
+    /// PostgreSQL's start-up over `stream`, with or without TLS, then the session checks.
+    async fn start_over<T>(&self, stream: TcpStream, tls: T) -> Result<AsyncPgConnection, String>
+    where
+        T: TlsConnect<TcpStream> + Send,
+        T::Stream: Send + 'static,
+        T::Future: Send,
+    {
+        let (client, connection) = self
+            .config
+            .connect_raw(stream, tls)
+            .await
+            .map_err(|e| with_causes(&e))?;
+        self.finish(client, connection).await
     }
 
     /// libpq's socket options: no Nagle delay, keepalives and `tcp_user_timeout` as the URL
