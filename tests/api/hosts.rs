@@ -2,59 +2,9 @@
 //! target_session_attrs=read-write` connects to the first host that accepts writes — after a
 //! failover, whichever is the primary now.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::*;
-
-/// A private cluster (`scripts/pg`), stopped when dropped.
-struct Cluster {
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Cluster {
-    fn start(dir: PathBuf) -> Self {
-        let port = server_port();
-        let status = Command::new(repo_root().join("scripts/pg"))
-            .args(["start", dir.to_str().expect("path"), &port.to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .expect("scripts/pg");
-        assert!(status.success(), "the cluster did not start");
-        Self { dir, port }
-    }
-
-    fn psql(&self, sql: &str) {
-        let out = Command::new(repo_root().join("scripts/pg"))
-            .args([
-                "psql",
-                self.dir.to_str().expect("path"),
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/pg"))
-            .args(["stop", self.dir.to_str().unwrap_or_default()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// The first host only takes reads (its database defaults to read-only transactions, what a
 /// standby reports); the second is the test's own database. Catches a connect that takes
@@ -67,11 +17,15 @@ async fn the_first_host_that_takes_writes_is_used() {
     let primary = base.rsplit_once(':').expect("url has a port").1;
     let dir = env.path("readonly-pg");
     let _ = std::fs::remove_dir_all(&dir);
-    let standby = Cluster::start(dir);
-    standby.psql(&format!("CREATE DATABASE \"{db}\" OWNER orders_app"));
-    standby.psql(&format!(
-        "ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"
-    ));
+    let standby = PrivatePostgres::start(dir, &[]);
+    standby.psql(
+        "postgres",
+        &format!("CREATE DATABASE \"{db}\" OWNER orders_app"),
+    );
+    standby.psql(
+        "postgres",
+        &format!("ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"),
+    );
     let hosts = |attrs: &str| {
         format!(
             "postgres://orders_app:orders_app@127.0.0.1:{},127.0.0.1:{primary}/{db}{attrs}",

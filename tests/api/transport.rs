@@ -3,32 +3,24 @@
 //! dead-lettered over each, wrong credentials refused loudly and never logged.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::helpers::*;
 
 /// A private TLS-only PostgreSQL cluster, stopped when dropped.
-struct TlsPostgres {
-    dir: PathBuf,
-    port: u16,
+struct TlsPostgres(PrivatePostgres);
+
+impl std::ops::Deref for TlsPostgres {
+    type Target = PrivatePostgres;
+    fn deref(&self) -> &PrivatePostgres {
+        &self.0
+    }
 }
 
 impl TlsPostgres {
     fn start(dir: PathBuf) -> Self {
-        let port = server_port();
-        let status = Command::new(repo_root().join("scripts/pg"))
-            .args([
-                "start",
-                dir.to_str().expect("path"),
-                &port.to_string(),
-                "--tls",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("scripts/pg");
-        assert!(status.success(), "the TLS cluster did not start");
-        Self { dir, port }
+        Self(PrivatePostgres::start(dir, &["--tls"]))
     }
 
     fn ca(&self) -> String {
@@ -52,26 +44,7 @@ impl TlsPostgres {
     }
 
     fn psql(&self, sql: &str) -> String {
-        let out = Command::new(repo_root().join("scripts/pg"))
-            .args([
-                "psql",
-                self.dir.to_str().expect("path"),
-                "-d",
-                "orders",
-                "-tAc",
-                sql,
-            ])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_string()
+        self.0.psql("orders", sql)
     }
 }
 
@@ -164,16 +137,6 @@ chown -R postgres:postgres . 2>/dev/null || true
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-impl Drop for TlsPostgres {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/pg"))
-            .args(["stop", self.dir.to_str().unwrap_or_default()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 #[tokio::test]

@@ -19,11 +19,13 @@ use rdkafka::{Offset, TopicPartitionList};
 
 mod checks;
 mod cluster;
+mod private_pg;
 mod service;
 mod stream;
 
 pub use checks::*;
 pub use cluster::*;
+pub use private_pg::*;
 pub use service::*;
 pub use stream::*;
 
