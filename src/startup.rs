@@ -110,6 +110,12 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        let (idle_poll, why) = http::idle_poll::resolve(
+            config.http_idle_poll,
+            http::idle_poll::Machine::this_one(),
+            workers,
+        );
+        log::info!("idle polling of the public HTTP workers: {why}");
         let state = actix_web::web::Data::new(AppState {
             cache: cache_handle,
             db: db_reader,
@@ -120,7 +126,7 @@ impl Application {
         let metrics = http::http_metrics()?;
         let options = http::PublicOptions {
             workers,
-            idle_poll: config.http_idle_poll,
+            idle_poll,
             order_list: config.public_order_list,
         };
         let server = http::public_server(public, state.clone(), metrics.clone(), options)?;

@@ -72,6 +72,11 @@ pub struct CacheActor {
     misses: Misses,
     /// The form misses are cached in (the other entries arrive packed).
     compression: CacheCompression,
+    /// The thread the actor runs on, and what it calls there for a lookup another thread
+    /// sent (the host worker's idle polling: lookups from the other workers are requests
+    /// arriving at this thread too).
+    home: Option<std::thread::ThreadId>,
+    on_lookup_from_elsewhere: fn(),
 }
 
 impl CacheActor {
@@ -96,6 +101,8 @@ impl CacheActor {
             loader,
             misses: Misses::new(max_misses_in_flight),
             compression,
+            home: None,
+            on_lookup_from_elsewhere: || {},
         }
     }
 
@@ -154,15 +161,18 @@ impl HostedCache {
         (Addr::new(tx), Self { unstarted })
     }
 
-    /// Starts the actor on this thread's arbiter if no thread has yet; true if it did.
-    pub fn start_here(&self) -> bool {
+    /// Starts the actor on this thread's arbiter if no thread has yet; true if it did. It
+    /// calls `on_lookup_from_elsewhere` for each `Get` from another thread.
+    pub fn start_here(&self, on_lookup_from_elsewhere: fn()) -> bool {
         let taken = self
             .unstarted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         match taken {
-            Some((mailbox, actor)) => {
+            Some((mailbox, mut actor)) => {
+                actor.home = Some(std::thread::current().id());
+                actor.on_lookup_from_elsewhere = on_lookup_from_elsewhere;
                 Context::with_receiver(mailbox).run(actor);
                 true
             }
@@ -183,6 +193,9 @@ impl Handler<Get> for CacheActor {
     type Result = MessageResult<Get>;
 
     fn handle(&mut self, msg: Get, ctx: &mut Context<Self>) -> Self::Result {
+        if self.home != Some(msg.from) {
+            (self.on_lookup_from_elsewhere)();
+        }
         MessageResult(
             msg.uids
                 .into_iter()
@@ -309,18 +322,65 @@ mod tests {
         let (started, on_arbiter) = oneshot::channel();
         let host = Arc::clone(&hosted);
         arbiter.spawn_fn(move || {
-            let _ = started.send(host.start_here());
+            let _ = started.send(host.start_here(|| {}));
         });
         assert!(
             on_arbiter.await.expect("the arbiter ran"),
             "the first start"
         );
         assert!(
-            !hosted.start_here(),
+            !hosted.start_here(|| {}),
             "a second thread does not start another"
         );
         let stats = stats.await.expect("task").expect("answered");
         assert_eq!(stats.entries, 1, "the put sent before the start was kept");
+        arbiter.stop();
+    }
+
+    /// The host worker's idle polling hears of lookups from the other workers, and only of
+    /// those. Fails if the hook is never called (a lone user on another worker waits for the
+    /// host to wake) or called for the host's own lookups (it polls after every request).
+    #[actix_rt::test]
+    async fn lookups_from_other_threads_and_only_those_call_the_hosts_hook() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let (cache, hosted) = HostedCache::new(without_database(1 << 20));
+        let arbiter = Arbiter::new();
+        let (started, on_arbiter) = oneshot::channel();
+        arbiter.spawn_fn(move || {
+            let _ = started.send(hosted.start_here(|| {
+                CALLS.fetch_add(1, Ordering::SeqCst);
+            }));
+        });
+        assert!(on_arbiter.await.expect("the arbiter ran"));
+        let here = std::thread::current().id();
+        for _ in 0..3 {
+            let answers = cache
+                .send(Get {
+                    uids: vec!["x".into()],
+                    from: here,
+                })
+                .await
+                .expect("answered");
+            assert_eq!(answers.len(), 1);
+        }
+        assert_eq!(CALLS.load(Ordering::SeqCst), 3, "lookups from elsewhere");
+        // A lookup sent from the host's own thread.
+        let (done, sent) = oneshot::channel();
+        let own = cache.clone();
+        arbiter.spawn(async move {
+            let from = std::thread::current().id();
+            let answered = own
+                .send(Get {
+                    uids: vec!["x".into()],
+                    from,
+                })
+                .await
+                .is_ok();
+            let _ = done.send(answered);
+        });
+        assert!(sent.await.expect("the arbiter ran"), "answered");
+        assert_eq!(CALLS.load(Ordering::SeqCst), 3, "the host's own lookup");
         arbiter.stop();
     }
 }

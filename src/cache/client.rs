@@ -59,9 +59,10 @@ impl CacheHandle {
         CacheClient::new(self.peers.clone())
     }
 
-    /// Starts the actor on this thread if no thread has yet; true if it did.
-    pub fn host_here(&self) -> bool {
-        self.hosted.start_here()
+    /// Starts the actor on this thread if no thread has yet; true if it did. The actor calls
+    /// `on_lookup_from_elsewhere` on this thread for each `Get` another thread sends.
+    pub fn host_here(&self, on_lookup_from_elsewhere: fn()) -> bool {
+        self.hosted.start_here(on_lookup_from_elsewhere)
     }
 
     /// The cache's statistics; `None` once the actor is gone.
@@ -145,7 +146,14 @@ async fn send_batches(peers: Peers, queue: Rc<Queue>) {
         METRICS.cache_lookup_batches.inc();
         // On a mailbox error (the actor stopped just now) the senders are dropped: every
         // waiter answers "unavailable"; the next lookups find it gone and read the database.
-        if let Ok(answers) = peers.cache.send(Get { uids }).await {
+        if let Ok(answers) = peers
+            .cache
+            .send(Get {
+                uids,
+                from: std::thread::current().id(),
+            })
+            .await
+        {
             for (waiter, answer) in waiters.into_iter().zip(answers) {
                 // The handler may have gone (client disconnected): nothing to tell then.
                 let _ = waiter.send(answer);

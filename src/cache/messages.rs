@@ -15,6 +15,8 @@ use crate::db::DbError;
 #[rtype(result = "Vec<Answer>")]
 pub struct Get {
     pub uids: Vec<String>,
+    /// The thread that asks (see [`super::HostedCache::start_here`]'s hook).
+    pub from: std::thread::ThreadId,
 }
 
 #[derive(Debug)]

@@ -21,6 +21,7 @@ pub use parse::{Secret, setting_error};
 pub use settings::Settings;
 
 use crate::db::DbTarget;
+use crate::http::idle_poll::IdlePollSetting;
 
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -70,9 +71,9 @@ pub struct Config {
     pub public_order_list: bool,
     /// actix-web worker threads (0 = one per CPU).
     pub http_workers: usize,
-    /// `HTTP_IDLE_POLL_US`: how long a public worker keeps polling after an answer (zero:
-    /// it sleeps at once); see `http::idle_poll`.
-    pub http_idle_poll: Duration,
+    /// `HTTP_IDLE_POLL_US`: how long a public worker keeps polling after an answer, or
+    /// `auto`; see `http::idle_poll`.
+    pub http_idle_poll: IdlePollSetting,
     pub cache_max_bytes: u64,
     /// `MAX_MISSES_IN_FLIGHT`: most order ids read from the database at once for cache
     /// misses; a miss beyond it is answered 503 `busy` at once.
@@ -232,7 +233,7 @@ impl Config {
             admin_token,
             public_order_list: s.public_order_list,
             http_workers: s.http_workers,
-            http_idle_poll: Duration::from_micros(s.http_idle_poll_us),
+            http_idle_poll: s.http_idle_poll_us,
             cache_max_bytes: s.cache_max_bytes,
             max_misses_in_flight: s.max_misses_in_flight,
             // No cache: nothing would keep what the writers compressed for it.
@@ -455,10 +456,14 @@ mod tests {
     }
 
     #[test]
-    fn idle_polling_is_off_unless_set_in_microseconds_and_bounded() {
-        assert_eq!(load(&[DB]).expect("valid").http_idle_poll, Duration::ZERO);
+    fn idle_polling_is_auto_unless_set_in_microseconds_and_bounded() {
+        let auto = load(&[DB]).expect("valid").http_idle_poll;
+        assert_eq!(auto, IdlePollSetting::Auto);
         let on = load(&[DB, ("HTTP_IDLE_POLL_US", "200")]).expect("valid");
-        assert_eq!(on.http_idle_poll, Duration::from_micros(200));
+        assert_eq!(
+            on.http_idle_poll,
+            IdlePollSetting::Window(Duration::from_micros(200))
+        );
         // More than 0.1 s of polling after each answer is a mistake, not a setting.
         let err = load(&[DB, ("HTTP_IDLE_POLL_US", "1000000")]).expect_err("too long");
         assert!(err.to_string().starts_with("HTTP_IDLE_POLL_US="), "{err}");

@@ -14,6 +14,7 @@ use clap::ArgAction;
 use super::client_properties::KafkaConnection;
 use super::parse::{Secret, checked, non_empty, number, secret, socket_addr, switch, text};
 use crate::cache::CacheCompression;
+use crate::http::idle_poll::IdlePollSetting;
 use crate::logging::LogFormat;
 
 const DATABASE: &str = "Database";
@@ -163,10 +164,12 @@ pub struct Settings {
           help_heading = HTTP)]
     pub http_workers: usize,
 
-    /// How long a public worker keeps polling after an answer, in µs; 0: off (0–100000)
-    #[arg(long, env, default_value_t = 0, value_parser = number(0..=100_000u64),
+    /// How long a public worker keeps polling after an answer while requests come closer
+    /// than that, in µs (0–100000; 0: off); auto: 200 unless the process has a CPU quota
+    /// or fewer cores than HTTP workers
+    #[arg(long, env, default_value = "auto", value_parser = checked(IdlePollSetting::parse),
           help_heading = HTTP)]
-    pub http_idle_poll_us: u64,
+    pub http_idle_poll_us: IdlePollSetting,
 
     /// Cache budget, in bytes; 0 turns the cache off (0–2^64−1)
     #[arg(long, env, default_value_t = 512 << 20, value_parser = number(0..=u64::MAX),

@@ -12,11 +12,24 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
 
+use crate::logging::RequestId;
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// `ACCESS_LOG`: whether each request is logged (target `orders_service::access`, level info).
+/// Whether each request is logged: `ACCESS_LOG`, and its target (`orders_service::access`)
+/// enabled at info by `RUST_LOG` (asked once: the filter does not change while the service
+/// runs).
 #[derive(Debug, Clone, Copy)]
-pub struct AccessLog(pub bool);
+pub struct AccessLog(bool);
+
+impl AccessLog {
+    pub fn new(access_log: bool) -> Self {
+        Self(
+            access_log
+                && log::log_enabled!(target: crate::logging::ACCESS_TARGET, log::Level::Info),
+        )
+    }
+}
 
 /// A client's request id, if it is one we may log and echo.
 pub fn acceptable(id: &[u8]) -> bool {
@@ -26,41 +39,49 @@ pub fn acceptable(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// 16 random hex digits.
-pub fn new_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
+/// A request id made here: 16 random hex digits.
+pub fn new_id() -> (u64, HeaderValue) {
+    let id = rand::random::<u64>();
+    let mut hex = [0u8; 16];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(id >> (60 - 4 * i)) as usize & 0xf];
+    }
+    let value = HeaderValue::from_bytes(&hex).expect("hex is a valid header value");
+    (id, value)
 }
 
 pub async fn request_id_and_access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = match req.headers().get(&REQUEST_ID) {
-        Some(v) if acceptable(v.as_bytes()) => v.clone(),
-        _ => HeaderValue::from_str(&new_id()).expect("hex is a valid header value"),
+    // The log gets a made id as its number: no shared bytes to count across threads.
+    let (logged_id, id) = match req.headers().get(&REQUEST_ID) {
+        Some(v) if acceptable(v.as_bytes()) => (RequestId::Given(v.clone()), v.clone()),
+        _ => {
+            let (n, value) = new_id();
+            (RequestId::Made(n), value)
+        }
     };
-    let log = req.app_data::<web::Data<AccessLog>>().is_some_and(|a| a.0)
-        && log::log_enabled!(target: crate::logging::ACCESS_TARGET, log::Level::Info);
-    // Only what the access line needs, and only when it is written.
+    let log = req.app_data::<web::Data<AccessLog>>().is_some_and(|a| a.0);
+    // Only what the access line needs, and only when it is written; the log's own thread
+    // formats it.
     let logged = log.then(|| (req.method().clone(), req.peer_addr(), Instant::now()));
     let mut res = next.call(req).await?;
-    res.headers_mut().insert(REQUEST_ID, id.clone());
     if let Some((method, client, started)) = logged {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "UNKNOWN".to_string());
-        let status = res.status().as_u16();
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let id = id.to_str().unwrap_or_default();
-        let client = client.map_or_else(|| "-".to_string(), |a| a.ip().to_string());
-        log::info!(
-            target: crate::logging::ACCESS_TARGET,
-            client = client.as_str(), method = method.as_str(), route = route.as_str(),
-            status = status, duration_ms = ms, request_id = id;
-            "{client} {method} {route} {status} {ms:.3} ms"
-        );
+        crate::logging::access(crate::logging::AccessLine {
+            answered: Instant::now(),
+            client: client.map(|a| a.ip()),
+            method,
+            route: res
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "UNKNOWN".to_string()),
+            status: res.status().as_u16(),
+            started,
+            request_id: logged_id,
+        });
     }
+    res.headers_mut().insert(REQUEST_ID, id);
     Ok(res)
 }
 
@@ -75,7 +96,8 @@ mod tests {
         assert!(!acceptable(b"has space"));
         assert!(!acceptable(b"line\nbreak"));
         assert!(!acceptable(&[b'a'; 129]));
-        assert_eq!(new_id().len(), 16);
-        assert!(acceptable(new_id().as_bytes()));
+        let (n, made) = new_id();
+        assert_eq!(made.to_str().expect("ascii"), format!("{n:016x}"));
+        assert!(acceptable(made.as_bytes()));
     }
 }

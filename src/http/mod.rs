@@ -4,7 +4,7 @@ mod access;
 mod admin;
 mod dead_letters;
 mod error;
-mod idle_poll;
+pub mod idle_poll;
 mod ops;
 mod orders;
 mod pages;
@@ -51,7 +51,7 @@ macro_rules! app_with_defaults {
     ($state:expr, $prometheus:expr $(, $guard:expr)?) => {
         App::new()
             .app_data($state.clone())
-            .app_data(web::Data::new(access::AccessLog($state.access_log)))
+            .app_data(web::Data::new(access::AccessLog::new($state.access_log)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::BadRequest(format!("bad query string: {e}")).into()
             }))
@@ -108,7 +108,9 @@ pub fn public_server(
 ) -> anyhow::Result<Server> {
     let index = web::Data::new(pages::PublicIndex::new(options.order_list));
     let server = HttpServer::new(move || {
-        if state.cache.host_here() {
+        // The host worker polls after lookups from the other workers too (they are requests
+        // for it): otherwise a steady client on another worker waits for this one to wake.
+        if state.cache.host_here(idle_poll::answered_on_this_thread) {
             log::debug!(
                 "the cache actor runs on {:?}",
                 std::thread::current().name()

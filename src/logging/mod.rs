@@ -6,6 +6,7 @@
 //! `method`, `route`, `status`, `duration_ms`, `request_id`) are log key-values: appended as
 //! `key=value` in text, separate JSON fields in json.
 
+mod access;
 mod queue;
 
 use std::cell::Cell;
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::METRICS;
 
-pub use queue::{LineQueue, Priority, Sent};
+pub use access::{AccessLine, RequestId};
+pub use queue::{Line, LineQueue, Priority, Sent};
 
 /// `LOG_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +44,13 @@ pub const ACCESS_TARGET: &str = "orders_service::access";
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 static QUEUE: OnceLock<LineQueue> = OnceLock::new();
+/// The queue access lines go to as fields, when its writer may format them (see [`init`]).
+static ACCESS_QUEUE: OnceLock<(LineQueue, LogFormat)> = OnceLock::new();
 
 /// Installs the logger (`RUST_LOG` filter, default `info`) in `LOG_FORMAT`'s format. Lines
 /// are formatted by env_logger on the thread that logs and written by the log's own thread
-/// (see `queue`); call [`flush`] before the process exits.
+/// (see `queue`), except access lines, which that thread formats itself; call [`flush`]
+/// before the process exits.
 pub fn init(format: LogFormat) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
@@ -56,11 +61,17 @@ pub fn init(format: LogFormat) {
         builder.format(|buf, record| writeln!(buf, "{}", json_line(record)));
     }
     // env_logger colours only a terminal it writes to itself; ours is behind the queue.
-    if std::env::var_os("RUST_LOG_STYLE").is_none() && std::io::stderr().is_terminal() {
+    let style = std::env::var("RUST_LOG_STYLE").ok();
+    let styled = match style.as_deref() {
+        None => std::io::stderr().is_terminal(),
+        Some(style) => style.eq_ignore_ascii_case("always"),
+    };
+    if style.is_none() && styled {
         builder.write_style(env_logger::WriteStyle::Always);
     }
     let queue = match LineQueue::start(
         std::io::stderr(),
+        format,
         queue::CAPACITY,
         queue::LINGER,
         METRICS.access_log_dropped.clone(),
@@ -73,6 +84,12 @@ pub fn init(format: LogFormat) {
             return;
         }
     };
+    // The writer thread formats access lines without styles and without a filter on their
+    // text (`RUST_LOG=…/regex`): when either is asked for, env_logger formats them too.
+    let filtered_by_text = std::env::var("RUST_LOG").is_ok_and(|filter| filter.contains('/'));
+    if !styled && !filtered_by_text {
+        let _ = ACCESS_QUEUE.set((queue.clone(), format));
+    }
     builder.target(env_logger::Target::Pipe(Box::new(QueueWriter {
         queue,
         line: Vec::new(),
@@ -82,6 +99,29 @@ pub fn init(format: LogFormat) {
     if log::set_boxed_logger(Box::new(QueuedLogger { inner })).is_ok() {
         log::set_max_level(max_level);
     }
+}
+
+/// Logs an access line (the caller has checked that its target is enabled): handed to the
+/// writer thread as fields when it formats them, else formatted here by env_logger. A full
+/// queue drops it and counts it.
+pub fn access(line: AccessLine) {
+    match ACCESS_QUEUE.get() {
+        Some((queue, format)) => {
+            if let Sent::Closed(line) = queue.send(Line::Access(line), Priority::Droppable) {
+                write_here(line, *format);
+            }
+        }
+        None => line.log(),
+    }
+}
+
+/// Writes a line on this thread, when the writer thread is gone.
+fn write_here(line: Line, format: LogFormat) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = match line {
+        Line::Formatted(bytes) => stderr.write_all(&bytes),
+        Line::Access(line) => access::AccessFormatter::new(format).write(&line, &mut stderr),
+    };
 }
 
 /// Writes out every line logged so far (waits at most 2 s for a stalled destination).
@@ -142,9 +182,9 @@ impl Write for QueueWriter {
         if self.line.is_empty() {
             return Ok(());
         }
-        let line = std::mem::take(&mut self.line);
+        let line = Line::Formatted(std::mem::take(&mut self.line));
         if let Sent::Closed(line) = self.queue.send(line, PRIORITY.with(Cell::get)) {
-            std::io::stderr().write_all(&line)?;
+            write_here(line, LogFormat::Text);
         }
         Ok(())
     }
@@ -152,11 +192,15 @@ impl Write for QueueWriter {
 
 /// A record as one JSON object.
 pub fn json_line(record: &log::Record<'_>) -> String {
+    json_line_at(record, chrono::Utc::now())
+}
+
+/// A record as one JSON object, stamped `time`.
+fn json_line_at(record: &log::Record<'_>, time: chrono::DateTime<chrono::Utc>) -> String {
     let mut line = serde_json::Map::new();
     line.insert(
         "time".into(),
-        chrono::Utc::now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             .into(),
     );
     line.insert("level".into(), record.level().as_str().into());

@@ -467,6 +467,17 @@ async fn idle_polling_serves_every_answer_then_sleeps_and_stops_on_sigterm() {
     let env = TestEnv::new("idle_poll").await;
     // 50 ms: long enough that a poller that never stopped would show in a second of CPU.
     let service = Service::start(&env, &[("HTTP_IDLE_POLL_US", "50000")]);
+    let given = "idle polling of the public HTTP workers: 50000 µs (HTTP_IDLE_POLL_US)";
+    let logged = eventually(Duration::from_secs(10), || {
+        let text = service.log_text();
+        async move { text.contains(given) }
+    })
+    .await;
+    assert!(
+        logged,
+        "the setting is not what the workers were given:\n{}",
+        service.log_text()
+    );
     let uids: Vec<String> = (0..40).map(|i| format!("idle_poll_{i:02}")).collect();
     produce_and_wait(&env, &service, &uids).await;
     for round in 0..3 {
