@@ -4,6 +4,7 @@
 //! `X-Request-Id`: a client's id is kept when it is 1–128 characters of `A-Z a-z 0-9 . _ -`
 //! (anything else could forge log lines), otherwise one is made; either way it is returned.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -50,6 +51,37 @@ pub fn new_id() -> (u64, HeaderValue) {
     (id, value)
 }
 
+/// Most distinct route patterns a worker keeps as `&'static str` (the app has a few dozen;
+/// the bound only guards against a pattern per request, which actix-web never gives).
+const MAX_INTERNED_ROUTES: usize = 256;
+
+thread_local! {
+    /// This worker's route patterns, leaked once each: an access line then carries a
+    /// `&'static str`, and no string allocated here is freed by the log's thread (a free
+    /// across threads costs the allocator's lock).
+    static ROUTES: std::cell::RefCell<std::collections::HashSet<&'static str>> =
+        std::cell::RefCell::default();
+}
+
+/// The route's pattern (`/order/{order_uid}`), or `UNKNOWN` for a request no route matched.
+fn route_of(req: &actix_web::HttpRequest) -> Cow<'static, str> {
+    let Some(pattern) = req.match_pattern() else {
+        return Cow::Borrowed("UNKNOWN");
+    };
+    ROUTES.with(|routes| {
+        let mut routes = routes.borrow_mut();
+        if let Some(interned) = routes.get(pattern.as_str()) {
+            return Cow::Borrowed(*interned);
+        }
+        if routes.len() >= MAX_INTERNED_ROUTES {
+            return Cow::Owned(pattern);
+        }
+        let interned: &'static str = Box::leak(pattern.into_boxed_str());
+        routes.insert(interned);
+        Cow::Borrowed(interned)
+    })
+}
+
 pub async fn request_id_and_access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -72,10 +104,7 @@ pub async fn request_id_and_access_log(
             answered: Instant::now(),
             client: client.map(|a| a.ip()),
             method,
-            route: res
-                .request()
-                .match_pattern()
-                .unwrap_or_else(|| "UNKNOWN".to_string()),
+            route: route_of(res.request()),
             status: res.status().as_u16(),
             started,
             request_id: logged_id,
@@ -99,5 +128,43 @@ mod tests {
         let (n, made) = new_id();
         assert_eq!(made.to_str().expect("ascii"), format!("{n:016x}"));
         assert!(acceptable(made.as_bytes()));
+    }
+
+    /// Fails if a route is logged as its path (an order id in the log), if a matched route
+    /// is not named by its pattern, or if each request allocates its pattern anew for the log.
+    #[actix_web::test]
+    async fn a_route_is_its_pattern_kept_once_per_worker() {
+        use actix_web::{App, HttpResponse, test};
+        let seen: std::rc::Rc<std::cell::RefCell<Vec<Cow<'static, str>>>> = Default::default();
+        let log = seen.clone();
+        let app = test::init_service(
+            App::new()
+                .wrap_fn(move |req, srv| {
+                    let answer = actix_web::dev::Service::call(srv, req);
+                    let log = log.clone();
+                    async move {
+                        let res = answer.await?;
+                        log.borrow_mut().push(route_of(res.request()));
+                        Ok(res)
+                    }
+                })
+                .route("/order/{order_uid}", web::get().to(HttpResponse::Ok))
+                .default_service(web::to(HttpResponse::NotFound)),
+        )
+        .await;
+        for uri in [
+            "/order/b563feb7b2b84b6test",
+            "/order/another",
+            "/nothing/here",
+        ] {
+            test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+        }
+        let seen = seen.borrow();
+        assert_eq!(seen[0], "/order/{order_uid}");
+        assert_eq!(seen[2], "UNKNOWN");
+        let (Cow::Borrowed(first), Cow::Borrowed(second)) = (&seen[0], &seen[1]) else {
+            panic!("a route pattern was not interned: {seen:?}");
+        };
+        assert!(std::ptr::eq(*first, *second), "the pattern was kept twice");
     }
 }

@@ -6,6 +6,7 @@
 //! The line reads exactly as env_logger writes a record with these fields (the test below
 //! compares the two), so a reader of the log sees one format whichever thread formatted it.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,7 +27,7 @@ pub struct AccessLine {
     pub client: Option<IpAddr>,
     pub method: Method,
     /// The route's pattern (`/order/{id}`), never the path: ids are personal data's keys.
-    pub route: String,
+    pub route: Cow<'static, str>,
     pub status: u16,
     pub request_id: RequestId,
 }
@@ -79,7 +80,7 @@ impl AccessLine {
         let client = client.to_string();
         let (ms_text, ms) = self.duration_ms();
         let method = self.method.as_str();
-        let route = self.route.as_str();
+        let route = &*self.route;
         let status = self.status;
         self.with_id(|id| {
             let kvs: [(&str, log::kv::Value<'_>); 6] = [
@@ -109,7 +110,7 @@ impl AccessLine {
         let client = Client(self.client);
         let (ms_text, ms) = self.duration_ms();
         let method = self.method.as_str();
-        let route = self.route.as_str();
+        let route = &*self.route;
         let status = self.status;
         self.with_id(|id| {
             writeln!(
