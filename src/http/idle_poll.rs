@@ -19,6 +19,9 @@
 //! - `auto` (the default) turns polling off where its CPU is not the service's to spend:
 //!   under a CPU quota (a container limit: polling would spend the quota) or with fewer
 //!   cores than HTTP workers ([`resolve`]).
+//! - the CacheActor's host worker counts the other workers' lookups as answers
+//!   ([`answered_on_this_thread`]): while a client is steady on another worker, the thread
+//!   its lookups go to is awake too, or every hit would wait for that thread to wake.
 //!
 //! The same trade as Seastar's `--idle-poll-time-us` (Redpanda, ScyllaDB) or `SO_BUSY_POLL`,
 //! in user space, per worker. The poll is a task on the worker that yields to the worker's

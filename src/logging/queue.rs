@@ -205,6 +205,19 @@ mod tests {
         Line::Formatted(text.as_bytes().to_vec())
     }
 
+    /// A queue whose writer waits an hour after an access line: only a flush or another
+    /// line makes it write sooner.
+    fn lingering(sink: &Sink) -> LineQueue {
+        LineQueue::start(
+            sink.clone(),
+            LogFormat::Text,
+            CAPACITY,
+            Duration::from_secs(3600),
+            counter(),
+        )
+        .expect("start")
+    }
+
     fn counter() -> IntCounter {
         IntCounter::new("dropped", "test").expect("counter")
     }
@@ -263,15 +276,8 @@ mod tests {
     #[test]
     fn flush_writes_out_every_line_queued_before_it() {
         let sink = Sink::default();
-        // A linger far longer than the test: without the flush nothing would be written yet.
-        let queue = LineQueue::start(
-            sink.clone(),
-            LogFormat::Text,
-            CAPACITY,
-            Duration::from_secs(3600),
-            counter(),
-        )
-        .expect("start");
+        // Without the flush nothing would be written yet.
+        let queue = lingering(&sink);
         let mut expected = Vec::new();
         for i in 0..1000 {
             let line = format!("line {i}\n").into_bytes();
@@ -290,14 +296,7 @@ mod tests {
     #[test]
     fn other_lines_are_written_at_once_with_the_access_lines_before_them() {
         let sink = Sink::default();
-        let queue = LineQueue::start(
-            sink.clone(),
-            LogFormat::Text,
-            CAPACITY,
-            Duration::from_secs(3600),
-            counter(),
-        )
-        .expect("start");
+        let queue = lingering(&sink);
         assert_eq!(
             queue.send(bytes("access\n"), Priority::Droppable),
             Sent::Queued
