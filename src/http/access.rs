@@ -43,11 +43,8 @@ pub fn acceptable(id: &[u8]) -> bool {
 /// A request id made here: 16 random hex digits.
 pub fn new_id() -> (u64, HeaderValue) {
     let id = rand::random::<u64>();
-    let mut hex = [0u8; 16];
-    for (i, digit) in hex.iter_mut().enumerate() {
-        *digit = b"0123456789abcdef"[(id >> (60 - 4 * i)) as usize & 0xf];
-    }
-    let value = HeaderValue::from_bytes(&hex).expect("hex is a valid header value");
+    let value =
+        HeaderValue::from_bytes(&crate::logging::hex16(id)).expect("hex is a valid header value");
     (id, value)
 }
 

@@ -62,13 +62,7 @@ impl AccessLine {
     /// Hands the request id's text to `with` (a made id is written as 16 hex digits).
     fn with_id<R>(&self, with: impl FnOnce(&str) -> R) -> R {
         match &self.request_id {
-            RequestId::Made(n) => {
-                let mut hex = [0u8; 16];
-                for (i, digit) in hex.iter_mut().enumerate() {
-                    *digit = b"0123456789abcdef"[(n >> (60 - 4 * i)) as usize & 0xf];
-                }
-                with(std::str::from_utf8(&hex).unwrap_or_default())
-            }
+            RequestId::Made(n) => with(std::str::from_utf8(&hex16(*n)).unwrap_or_default()),
             RequestId::Given(value) => with(value.to_str().unwrap_or_default()),
         }
     }
@@ -127,6 +121,15 @@ impl AccessLine {
     pub fn log(&self) {
         self.with_record(|record| log::logger().log(record));
     }
+}
+
+/// `n` as 16 lower-case hex digits (a made request id's text).
+pub fn hex16(n: u64) -> [u8; 16] {
+    let mut hex = [0u8; 16];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(n >> (60 - 4 * i)) as usize & 0xf];
+    }
+    hex
 }
 
 /// Formats access lines on the writer thread; keeps the text of the current second.

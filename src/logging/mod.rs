@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::METRICS;
 
-pub use access::{AccessLine, RequestId};
+pub use access::{AccessLine, RequestId, hex16};
 pub use queue::{Line, LineQueue, Priority, Sent};
 
 /// `LOG_FORMAT`.
