@@ -474,10 +474,21 @@ async fn every_attempt_is_closed_in_time(
         held.iter().max()
     );
     // The service's own view: each socket it has to the front belongs to a young attempt.
+    // The service keeps trying meanwhile: a socket listed here may be newer than the
+    // front's accept of it, so it is looked up once the front has seen it.
     for local in sockets_of(service.pid(), front.addr.port()) {
+        let seen_by_front = eventually(Duration::from_secs(5), || async {
+            front
+                .silent_connections()
+                .iter()
+                .any(|c| c.peer.port() == local)
+        })
+        .await;
+        let all = front.silent_connections();
         let c = all
             .iter()
             .find(|c| c.peer.port() == local)
+            .filter(|_| seen_by_front)
             .unwrap_or_else(|| panic!("socket from port {local} not seen by the front"));
         assert!(
             now.duration_since(c.at) < CONNECT_LIMIT + SLACK,
