@@ -83,12 +83,11 @@ pub async fn request_id_and_access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // The log gets a made id as its number: no shared bytes to count across threads.
-    let (logged_id, id) = match req.headers().get(&REQUEST_ID) {
-        Some(v) if acceptable(v.as_bytes()) => (RequestId::Given(v.clone()), v.clone()),
+    let (made, id) = match req.headers().get(&REQUEST_ID) {
+        Some(v) if acceptable(v.as_bytes()) => (None, v.clone()),
         _ => {
             let (n, value) = new_id();
-            (RequestId::Made(n), value)
+            (Some(n), value)
         }
     };
     let log = req.app_data::<web::Data<AccessLog>>().is_some_and(|a| a.0);
@@ -104,7 +103,8 @@ pub async fn request_id_and_access_log(
             route: route_of(res.request()),
             status: res.status().as_u16(),
             started,
-            request_id: logged_id,
+            // A made id as its number: no shared bytes to count across threads.
+            request_id: made.map_or_else(|| RequestId::Given(id.clone()), RequestId::Made),
         });
     }
     res.headers_mut().insert(REQUEST_ID, id);

@@ -50,9 +50,7 @@ impl AccessLine {
     pub fn time(&self) -> SystemTime {
         SystemTime::now() - self.answered.elapsed()
     }
-}
 
-impl AccessLine {
     /// The duration in whole µs, as `ms` text with three decimals and as a number of ms.
     fn duration_ms(&self) -> (DurationMs, f64) {
         let micros = self.duration().as_micros();
@@ -70,8 +68,7 @@ impl AccessLine {
     /// Hands the line's record to `with` (the message and the key-values: `client`, `method`,
     /// `route`, `status`, `duration_ms`, `request_id`).
     fn with_record<R>(&self, with: impl FnOnce(&log::Record<'_>) -> R) -> R {
-        let client = Client(self.client);
-        let client = client.to_string();
+        let client = Client(self.client).to_string();
         let (ms_text, ms) = self.duration_ms();
         let method = self.method.as_str();
         let route = &*self.route;

@@ -44,8 +44,8 @@ pub const ACCESS_TARGET: &str = "orders_service::access";
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 static QUEUE: OnceLock<LineQueue> = OnceLock::new();
-/// The queue access lines go to as fields, when its writer may format them (see [`init`]).
-static ACCESS_QUEUE: OnceLock<(LineQueue, LogFormat)> = OnceLock::new();
+/// The log's format, set when the writer thread formats access lines itself (see [`init`]).
+static ACCESS_FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 /// Installs the logger (`RUST_LOG` filter, default `info`) in `LOG_FORMAT`'s format. Lines
 /// are formatted by env_logger on the thread that logs and written by the log's own thread
@@ -88,7 +88,7 @@ pub fn init(format: LogFormat) {
     // text (`RUST_LOG=…/regex`): when either is asked for, env_logger formats them too.
     let filtered_by_text = std::env::var("RUST_LOG").is_ok_and(|filter| filter.contains('/'));
     if !styled && !filtered_by_text {
-        let _ = ACCESS_QUEUE.set((queue.clone(), format));
+        let _ = ACCESS_FORMAT.set(format);
     }
     builder.target(env_logger::Target::Pipe(Box::new(QueueWriter {
         queue,
@@ -105,13 +105,13 @@ pub fn init(format: LogFormat) {
 /// writer thread as fields when it formats them, else formatted here by env_logger. A full
 /// queue drops it and counts it.
 pub fn access(line: AccessLine) {
-    match ACCESS_QUEUE.get() {
-        Some((queue, format)) => {
+    match (QUEUE.get(), ACCESS_FORMAT.get()) {
+        (Some(queue), Some(format)) => {
             if let Sent::Closed(line) = queue.send(Line::Access(line), Priority::Droppable) {
                 write_here(line, *format);
             }
         }
-        None => line.log(),
+        _ => line.log(),
     }
 }
 
